@@ -1,0 +1,7 @@
+// Package bundles owns the policy: it reads OPA bundles (the one compiled
+// into the binary, a directory, or a .tar.gz built by `opa build`), compiles
+// them into immutable snapshots, swaps the active snapshot atomically, and
+// evaluates the configured decision against it with OPA's evaluator. A
+// bundle that does not load, compile or define the decision never replaces
+// the active one.
+package bundles

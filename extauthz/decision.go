@@ -1,0 +1,85 @@
+package extauthz
+
+import (
+	"errors"
+	"net/http"
+)
+
+// Header is one HTTP header name/value pair.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// Decision is the answer for one request. The adapters translate it to the
+// wire: an Envoy CheckResponse or a forward-auth HTTP response.
+type Decision struct {
+	Allowed bool
+	// Status is the HTTP status of a denial (0 on allow).
+	Status int
+	// Reason is a short machine-readable cause, for logs and metrics.
+	Reason string
+
+	// Headers are added to the upstream request on allow, or sent to the
+	// client with a denial.
+	Headers []Header
+	// ResponseHeadersToAdd are added to the upstream's response on allow.
+	ResponseHeadersToAdd []Header
+	// RequestHeadersToRemove are removed from the request before it goes
+	// upstream (allow only).
+	RequestHeadersToRemove []string
+	// QueryParametersToSet and QueryParametersToRemove rewrite the query
+	// string before the request goes upstream (allow only).
+	QueryParametersToSet    []Header
+	QueryParametersToRemove []string
+
+	// Body is the body of a denial.
+	Body string
+	// DynamicMetadata is attached to the request for other proxy filters and
+	// the access log (JSON values).
+	DynamicMetadata map[string]any
+
+	DecisionID string
+}
+
+// Reasons for denials the sidecar makes itself, before or instead of the
+// policy.
+const (
+	ReasonBadRequest     = "bad_request"
+	ReasonBodyTruncated  = "body_truncated"
+	ReasonMCPInvalid     = "mcp_invalid"
+	ReasonUnauthorized   = "unauthenticated"
+	ReasonPolicyDenied   = "policy_denied"
+	ReasonPolicyError    = "policy_error"
+	ReasonPolicyUndef    = "policy_undefined"
+	ReasonDeadline       = "deadline_exceeded"
+	ReasonBackendFailure = "backend_unavailable"
+	ReasonInternal       = "internal_error"
+)
+
+// Errors the core distinguishes. Adapters and collaborators wrap them.
+var (
+	// ErrNoCredential: the request carries no credential a verifier recognizes.
+	ErrNoCredential = errors.New("no credential")
+	// ErrInvalidCredential: the request carries a credential that does not verify.
+	ErrInvalidCredential = errors.New("invalid credential")
+	// ErrPolicyUndefined: the policy produced no decision for the request.
+	ErrPolicyUndefined = errors.New("policy decision undefined")
+	// ErrPolicyResult: the policy's decision has the wrong shape.
+	ErrPolicyResult = errors.New("invalid policy decision")
+	// ErrBadRequest: the request cannot be authorized as sent.
+	ErrBadRequest = errors.New("bad request")
+)
+
+// Deny returns a denial with the given status and reason.
+func Deny(status int, reason string) Decision {
+	return Decision{Status: status, Reason: reason}
+}
+
+// StatusText is http.StatusText with a fallback for unknown codes.
+func StatusText(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return t
+	}
+	return "Error"
+}

@@ -1,0 +1,71 @@
+package extauthz
+
+import (
+	"context"
+	"time"
+)
+
+// Credential methods, as input.identity.method names them.
+const (
+	MethodNone    = "none"
+	MethodSession = "session"
+	MethodJWT     = "jwt"
+	MethodAPIKey  = "api_key"
+)
+
+// Identity is the verified caller of a request (input.identity).
+type Identity struct {
+	Authenticated bool
+	Method        string // MethodNone, MethodSession, MethodJWT or MethodAPIKey
+	Subject       string
+	UserID        string
+	Tenant        string
+	OrgRole       string
+	Roles         []string
+	Permissions   []string
+	Scopes        []string
+	Claims        map[string]any // verified JWT claims, as JSON values
+	Session       *SessionInfo
+	APIKey        *APIKeyInfo
+}
+
+// SessionInfo describes the session a request was authenticated with.
+type SessionInfo struct {
+	ID       string
+	AuthTime time.Time
+}
+
+// APIKeyInfo describes the API key a request was authenticated with.
+type APIKeyInfo struct {
+	ID           string
+	Name         string
+	Tier         string
+	AllowedTools []string
+}
+
+// IsAnonymous reports whether id carries nothing beyond "no credential".
+func (id *Identity) IsAnonymous() bool {
+	return !id.Authenticated && (id.Method == "" || id.Method == MethodNone) &&
+		id.Subject == "" && id.UserID == "" && id.Tenant == "" && id.OrgRole == "" &&
+		len(id.Roles) == 0 && len(id.Permissions) == 0 && len(id.Scopes) == 0 &&
+		len(id.Claims) == 0 && id.Session == nil && id.APIKey == nil
+}
+
+// Anonymous is the identity of a request that carries no credential.
+var Anonymous = Identity{Method: MethodNone}
+
+// IdentityVerifier establishes who is calling. It returns Anonymous when the
+// request carries no credential, and an error wrapping ErrInvalidCredential
+// when it carries one that does not verify — never Anonymous in that case.
+type IdentityVerifier interface {
+	Verify(ctx context.Context, req *Request) (Identity, error)
+}
+
+// AnonymousVerifier treats every request as anonymous. It is the verifier
+// until credentials are configured.
+type AnonymousVerifier struct{}
+
+// Verify returns Anonymous.
+func (AnonymousVerifier) Verify(context.Context, *Request) (Identity, error) {
+	return Anonymous, nil
+}

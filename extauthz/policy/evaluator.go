@@ -1,0 +1,74 @@
+// Package policy evaluates mcpauthz decisions with the embedded OPA: it
+// builds the policy input as an OPA AST value straight from the request
+// (OPA-Envoy's input shape plus identity and MCP), evaluates the active
+// bundle, and maps the result to a Decision the way OPA-Envoy maps it.
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/bundles"
+	"github.com/mcpauthz/mcpauthz/extauthz"
+)
+
+// Evaluator is the extauthz.PolicyEvaluator backed by a bundles.Engine.
+type Evaluator struct {
+	engine    *bundles.Engine
+	now       func() time.Time
+	fullInput bool
+}
+
+var _ extauthz.PolicyEvaluator = (*Evaluator)(nil)
+
+// Option configures an Evaluator.
+type Option func(*Evaluator)
+
+// WithClock sets the clock policies see as time.now_ns (default time.Now).
+func WithClock(now func() time.Time) Option { return func(e *Evaluator) { e.now = now } }
+
+// WithFullInput builds the whole input document for every decision instead
+// of only the parts the active policy reads.
+func WithFullInput(full bool) Option { return func(e *Evaluator) { e.fullInput = full } }
+
+// NewEvaluator returns an evaluator for the engine's active bundle.
+func NewEvaluator(engine *bundles.Engine, opts ...Option) *Evaluator {
+	e := &Evaluator{engine: engine, now: time.Now}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// Evaluate decides one request (or one message of a batch).
+func (e *Evaluator) Evaluate(ctx context.Context, in *extauthz.PolicyInput) (extauthz.PolicyResult, error) {
+	res := extauthz.PolicyResult{Path: e.engine.Path()}
+	snap := e.engine.Active()
+	if snap == nil {
+		return res, bundles.ErrNoBundle
+	}
+	res.Revision = snap.Revision
+	now := e.now()
+	use := snap.InputUse()
+	if e.fullInput {
+		use = bundles.AllInput
+	}
+	input := buildInput(in, use, now)
+	if in.Record {
+		res.Input = &inputDoc{in: *in, now: now}
+	}
+	t, err := snap.Eval(ctx, input, now)
+	switch {
+	case errors.Is(err, bundles.ErrUndefined):
+		return res, fmt.Errorf("%w at %s", extauthz.ErrPolicyUndefined, res.Path)
+	case err != nil:
+		return res, err
+	}
+	if in.Record {
+		res.Result = termDoc{t}
+	}
+	res.Decision, err = decision(t.Value)
+	return res, err
+}

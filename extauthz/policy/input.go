@@ -1,0 +1,521 @@
+package policy
+
+import (
+	"encoding/base64"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/mcpauthz/mcpauthz/bundles"
+	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/mcp"
+)
+
+// Terms shared by every input document. Terms are never modified once
+// built, so sharing them across concurrent evaluations is safe.
+var (
+	termTrue  = ast.BooleanTerm(true)
+	termFalse = ast.BooleanTerm(false)
+	termNull  = ast.NullTerm()
+
+	// version is OPA-Envoy's input.version for the v3 API.
+	termVersion = ast.ObjectTerm(
+		ast.Item(ast.StringTerm("encoding"), ast.StringTerm("protojson")),
+		ast.Item(ast.StringTerm("ext_authz"), ast.StringTerm("v3")),
+	)
+	termEmptyArray = ast.ArrayTerm()
+)
+
+// keys interns the member names the input uses, and common header names.
+var keys = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{
+		// input
+		"attributes", "parsed_path", "parsed_query", "parsed_body", "truncated_body",
+		"version", "identity", "mcp", "client_ip",
+		// attributes (protojson names)
+		"source", "destination", "request", "contextExtensions", "metadataContext",
+		"routeMetadataContext", "tlsSession", "sni", "filterMetadata",
+		"address", "socketAddress", "portValue", "principal", "certificate", "service", "labels",
+		"time", "http", "id", "method", "headers", "path", "host", "scheme", "fragment",
+		"size", "protocol", "body", "rawBody",
+		// identity
+		"authenticated", "subject", "user_id", "tenant", "org_role", "roles", "permissions",
+		"scopes", "claims", "session", "auth_time", "age_seconds", "api_key", "name", "tier",
+		"allowed_tools",
+		// mcp
+		"tool", "uri", "prompt", "protocol_version", "session_id", "is_notification",
+		"is_response", "batch",
+		// decision
+		"allowed", "reason", "http_status", "body", "dynamic_metadata", "response_headers_to_add",
+		"request_headers_to_remove", "query_parameters_to_set", "query_parameters_to_remove",
+		// headers
+		":authority", ":method", ":path", ":scheme", "accept", "accept-encoding",
+		"authorization", "content-length", "content-type", "cookie", "host", "user-agent",
+		"x-api-key", "x-forwarded-for", "x-forwarded-proto", "x-request-id", "x-envoy-expected-rq-timeout-ms",
+		"x-envoy-internal", "x-real-ip", "traceparent", "tracestate", "origin", "referer",
+		"mcp-method", "mcp-name", "mcp-protocol-version", "mcp-session-id", "last-event-id",
+		// common values
+		"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "http", "https",
+		"HTTP/1.1", "HTTP/2", "HTTP/3", "application/json", "jwt", "none", "session",
+		"tools/call", "tools/list", "initialize", "ping", "2.0",
+	} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+// builder makes the terms of one input document. It allocates terms in
+// slabs so a document costs a few allocations rather than one per term.
+type builder struct {
+	slab []ast.Term
+}
+
+func (b *builder) term(v ast.Value) *ast.Term {
+	if len(b.slab) == cap(b.slab) {
+		b.slab = make([]ast.Term, 0, 32)
+	}
+	b.slab = append(b.slab, ast.Term{Value: v})
+	return &b.slab[len(b.slab)-1]
+}
+
+func (b *builder) str(s string) *ast.Term {
+	if t, ok := keys[s]; ok {
+		return t
+	}
+	return b.term(ast.String(s))
+}
+
+func boolTerm(v bool) *ast.Term {
+	if v {
+		return termTrue
+	}
+	return termFalse
+}
+
+// object collects members for one object; members whose value is nil are
+// left out, and so are members the policy does not read.
+type object struct {
+	b   *builder
+	obj ast.Object
+	use *bundles.InputUse
+}
+
+// object starts an object of at most capacity members. Sizing it to the
+// members the policy reads matters: an oversized object costs allocations.
+func (b *builder) object(use *bundles.InputUse, capacity int) object {
+	if !use.Whole() {
+		capacity = min(capacity, len(use.Keys()))
+	}
+	return object{b: b, obj: ast.NewObjectWithCapacity(capacity), use: use}
+}
+
+func (o *object) wants(k string) *bundles.InputUse { return o.use.Child(k) }
+
+// setStr adds a non-empty string member if the policy reads it.
+func (o *object) setStr(k, v string) {
+	if v != "" && o.use.Child(k) != nil {
+		o.obj.Insert(o.b.str(k), o.b.str(v))
+	}
+}
+
+// set adds a member if the policy reads it and v is not nil.
+func (o *object) set(k string, v *ast.Term) {
+	if v != nil && o.use.Child(k) != nil {
+		o.obj.Insert(o.b.str(k), v)
+	}
+}
+
+func (b *builder) done(o object) *ast.Term { return b.term(o.obj) }
+
+// buildInput returns the input document for in, holding the parts use reads.
+func buildInput(in *extauthz.PolicyInput, use *bundles.InputUse, now time.Time) *ast.Term {
+	var b builder
+	req := in.Request
+	o := b.object(use, 9)
+	if u := o.wants("attributes"); u != nil {
+		o.set("attributes", b.attributes(req, u))
+	}
+	if o.wants("parsed_path") != nil {
+		o.set("parsed_path", b.parsedPath(req.Path))
+	}
+	if o.wants("parsed_query") != nil {
+		o.set("parsed_query", b.parsedQuery(req.Path))
+	}
+	truncated := req.Truncated()
+	if u := o.wants("parsed_body"); u != nil {
+		o.set("parsed_body", b.parsedBody(in, truncated, u))
+	}
+	if o.wants("truncated_body") != nil {
+		o.set("truncated_body", boolTerm(truncated))
+	}
+	if o.wants("version") != nil {
+		o.set("version", termVersion)
+	}
+	if u := o.wants("identity"); u != nil {
+		o.set("identity", b.identity(in.Identity, now))
+	}
+	if u := o.wants("mcp"); u != nil && in.Message != nil {
+		o.set("mcp", b.mcp(in.MCP, in.Message, u))
+	}
+	o.setStr("client_ip", req.ClientIP)
+	return b.done(o)
+}
+
+// attributes renders the request the way OPA-Envoy renders Envoy's
+// AttributeContext: protojson field names, only set fields.
+func (b *builder) attributes(req *extauthz.Request, use *bundles.InputUse) *ast.Term {
+	o := b.object(use, 7)
+	if u := o.wants("source"); u != nil {
+		o.set("source", b.peer(&req.Source, u))
+	}
+	if u := o.wants("destination"); u != nil {
+		o.set("destination", b.peer(&req.Destination, u))
+	}
+	if u := o.wants("request"); u != nil {
+		r := b.object(u, 2)
+		if !req.Time.IsZero() && r.wants("time") != nil {
+			r.set("time", b.str(protoTimestamp(req.Time)))
+		}
+		if hu := r.wants("http"); hu != nil {
+			r.set("http", b.http(req, hu))
+		}
+		o.set("request", b.done(r))
+	}
+	if len(req.ContextExtensions) > 0 && o.wants("contextExtensions") != nil {
+		o.set("contextExtensions", b.stringMap(req.ContextExtensions, o.wants("contextExtensions")))
+	}
+	if len(req.MetadataContext) > 0 && o.wants("metadataContext") != nil {
+		o.set("metadataContext", b.metadata(req.MetadataContext, o.wants("metadataContext")))
+	}
+	if len(req.RouteMetadataContext) > 0 && o.wants("routeMetadataContext") != nil {
+		o.set("routeMetadataContext", b.metadata(req.RouteMetadataContext, o.wants("routeMetadataContext")))
+	}
+	if req.TLSSessionSNI != "" && o.wants("tlsSession") != nil {
+		t := b.object(o.wants("tlsSession"), 1)
+		t.setStr("sni", req.TLSSessionSNI)
+		o.set("tlsSession", b.done(t))
+	}
+	return b.done(o)
+}
+
+func (b *builder) peer(p *extauthz.Peer, use *bundles.InputUse) *ast.Term {
+	o := b.object(use, 5)
+	if p.Address != "" && o.wants("address") != nil {
+		sa := b.object(o.wants("address").Child("socketAddress"), 2)
+		sa.setStr("address", p.Address)
+		if p.Port != 0 && sa.wants("portValue") != nil {
+			sa.set("portValue", b.term(ast.Number(strconv.FormatUint(uint64(p.Port), 10))))
+		}
+		a := b.object(o.wants("address"), 1)
+		a.set("socketAddress", b.done(sa))
+		o.set("address", b.done(a))
+	}
+	o.setStr("principal", p.Principal)
+	o.setStr("certificate", p.Certificate)
+	o.setStr("service", p.Service)
+	if len(p.Labels) > 0 && o.wants("labels") != nil {
+		o.set("labels", b.stringMap(p.Labels, o.wants("labels")))
+	}
+	if o.obj.Len() == 0 {
+		return nil
+	}
+	return b.done(o)
+}
+
+func (b *builder) http(req *extauthz.Request, use *bundles.InputUse) *ast.Term {
+	o := b.object(use, 11)
+	o.setStr("id", req.ID)
+	o.setStr("method", req.Method)
+	if u := o.wants("headers"); u != nil {
+		o.set("headers", b.headers(req.Headers, u))
+	}
+	o.setStr("path", req.Path)
+	o.setStr("host", req.Host)
+	o.setStr("scheme", req.Scheme)
+	o.setStr("fragment", req.Fragment)
+	if req.Size != 0 && o.wants("size") != nil {
+		o.set("size", b.str(strconv.FormatInt(req.Size, 10))) // int64 is a string in protojson
+	}
+	o.setStr("protocol", req.Protocol)
+	if len(req.Body) > 0 {
+		if req.RawBody {
+			if o.wants("rawBody") != nil {
+				o.set("rawBody", b.str(base64.StdEncoding.EncodeToString(req.Body)))
+			}
+		} else if o.wants("body") != nil {
+			o.set("body", b.str(string(req.Body)))
+		}
+	}
+	return b.done(o)
+}
+
+// headers renders the header map; when the policy reads only some headers
+// by name, only those are built.
+func (b *builder) headers(h map[string]string, use *bundles.InputUse) *ast.Term {
+	if !use.Whole() {
+		names := use.Keys()
+		o := b.object(use, len(names))
+		for _, name := range names {
+			if v, ok := h[name]; ok {
+				o.set(name, b.str(v))
+			}
+		}
+		return b.done(o)
+	}
+	o := b.object(use, len(h))
+	for name, v := range h {
+		o.set(name, b.str(v))
+	}
+	return b.done(o)
+}
+
+func (b *builder) stringMap(m map[string]string, use *bundles.InputUse) *ast.Term {
+	o := b.object(use, len(m))
+	for k, v := range m {
+		if o.wants(k) != nil {
+			o.set(k, b.str(v))
+		}
+	}
+	return b.done(o)
+}
+
+func (b *builder) metadata(m map[string]any, use *bundles.InputUse) *ast.Term {
+	fm := b.object(use.Child("filterMetadata"), len(m))
+	for ns, v := range m {
+		if u := fm.wants(ns); u != nil {
+			fm.set(ns, b.anyValue(v, u))
+		}
+	}
+	o := b.object(use, 1)
+	o.set("filterMetadata", b.done(fm))
+	return b.done(o)
+}
+
+// anyValue converts a JSON value held in Go types.
+func (b *builder) anyValue(v any, use *bundles.InputUse) *ast.Term {
+	switch v := v.(type) {
+	case nil:
+		return termNull
+	case bool:
+		return boolTerm(v)
+	case string:
+		return b.str(v)
+	case float64:
+		return b.term(ast.Number(strconv.FormatFloat(v, 'g', -1, 64)))
+	case int:
+		return b.term(ast.Number(strconv.Itoa(v)))
+	case int64:
+		return b.term(ast.Number(strconv.FormatInt(v, 10)))
+	case []any:
+		terms := make([]*ast.Term, len(v))
+		for i := range v {
+			terms[i] = b.anyValue(v[i], bundles.AllInput)
+		}
+		return b.term(ast.NewArray(terms...))
+	case []string:
+		return b.strings(v)
+	case map[string]any:
+		o := b.object(use, len(v))
+		for k, x := range v {
+			if u := o.wants(k); u != nil {
+				o.set(k, b.anyValue(x, u))
+			}
+		}
+		return b.done(o)
+	case map[string]string:
+		return b.stringMap(v, use)
+	}
+	return termNull
+}
+
+func (b *builder) strings(ss []string) *ast.Term {
+	if len(ss) == 0 {
+		return termEmptyArray
+	}
+	terms := make([]*ast.Term, len(ss))
+	for i, s := range ss {
+		terms[i] = b.str(s)
+	}
+	return b.term(ast.NewArray(terms...))
+}
+
+// parsedPath splits the path on "/" after dropping leading slashes, then
+// percent-decodes each segment. Splitting before decoding keeps an encoded
+// slash ("%2F") inside its segment, as the upstream's router sees it.
+func (b *builder) parsedPath(raw string) *ast.Term {
+	p, _, _ := strings.Cut(raw, "?")
+	p = strings.TrimLeft(p, "/")
+	n := strings.Count(p, "/") + 1
+	terms := make([]*ast.Term, 0, n)
+	for seg := range strings.SplitSeq(p, "/") {
+		if strings.IndexByte(seg, '%') >= 0 {
+			if dec, err := url.PathUnescape(seg); err == nil {
+				seg = dec
+			}
+		}
+		terms = append(terms, b.str(seg))
+	}
+	return b.term(ast.NewArray(terms...))
+}
+
+func (b *builder) parsedQuery(raw string) *ast.Term {
+	_, q, _ := strings.Cut(raw, "?")
+	q, _, _ = strings.Cut(q, "#")
+	values, _ := url.ParseQuery(q) // like url.Query: malformed pairs are dropped
+	o := b.object(bundles.AllInput, len(values))
+	for k, vs := range values {
+		o.set(k, b.strings(vs))
+	}
+	return b.done(o)
+}
+
+func (b *builder) parsedBody(in *extauthz.PolicyInput, truncated bool, use *bundles.InputUse) *ast.Term {
+	if truncated {
+		return termNull
+	}
+	if in.Body != nil {
+		return b.json(in.Body, use)
+	}
+	req := in.Request
+	if len(req.Body) > 0 && req.MediaType() == "application/x-www-form-urlencoded" {
+		values, err := url.ParseQuery(string(req.Body))
+		if err == nil {
+			o := b.object(use, len(values))
+			for k, vs := range values {
+				if o.wants(k) != nil {
+					o.set(k, b.strings(vs))
+				}
+			}
+			return b.done(o)
+		}
+	}
+	return termNull
+}
+
+// json converts a strictly decoded JSON value, keeping only the members the
+// policy reads.
+func (b *builder) json(v *mcp.Value, use *bundles.InputUse) *ast.Term {
+	switch v.Kind {
+	case mcp.Bool:
+		return boolTerm(v.Text == "true")
+	case mcp.Number:
+		return b.term(ast.Number(v.Text))
+	case mcp.String:
+		return b.str(v.Text)
+	case mcp.Array:
+		terms := make([]*ast.Term, len(v.Items))
+		for i := range v.Items {
+			terms[i] = b.json(&v.Items[i], bundles.AllInput)
+		}
+		return b.term(ast.NewArray(terms...))
+	case mcp.Object:
+		if use.Whole() {
+			o := b.object(use, len(v.Members))
+			for i := range v.Members {
+				o.set(v.Members[i].Key, b.json(&v.Members[i].Value, use))
+			}
+			return b.done(o)
+		}
+		names := use.Keys()
+		o := b.object(use, len(names))
+		for _, name := range names {
+			if m, ok := v.Get(name); ok {
+				o.set(name, b.json(m, use.Child(name)))
+			}
+		}
+		return b.done(o)
+	}
+	return termNull
+}
+
+func (b *builder) mcp(req *mcp.Request, m *mcp.Message, use *bundles.InputUse) *ast.Term {
+	o := b.object(use, 10)
+	o.setStr("method", m.Method)
+	if m.ID != nil && o.wants("id") != nil {
+		o.set("id", b.json(m.ID, bundles.AllInput))
+	}
+	o.setStr("tool", m.Tool)
+	o.setStr("uri", m.URI)
+	o.setStr("prompt", m.Prompt)
+	o.setStr("protocol_version", req.ProtocolVersion)
+	o.setStr("session_id", req.SessionID)
+	o.set("is_notification", boolTerm(m.Kind == mcp.KindNotification))
+	o.set("is_response", boolTerm(m.Kind == mcp.KindResponse))
+	if req.Batch {
+		o.set("batch", termTrue)
+	}
+	return b.done(o)
+}
+
+// anonymous is input.identity for a request without a credential.
+var anonymous = ast.ObjectTerm(
+	ast.Item(ast.StringTerm("authenticated"), termFalse),
+	ast.Item(ast.StringTerm("method"), ast.StringTerm(extauthz.MethodNone)),
+	ast.Item(ast.StringTerm("roles"), termEmptyArray),
+	ast.Item(ast.StringTerm("permissions"), termEmptyArray),
+	ast.Item(ast.StringTerm("scopes"), termEmptyArray),
+)
+
+func (b *builder) identity(id *extauthz.Identity, now time.Time) *ast.Term {
+	if id == nil || id.IsAnonymous() {
+		return anonymous
+	}
+	o := b.object(bundles.AllInput, 12)
+	o.set("authenticated", boolTerm(id.Authenticated))
+	method := id.Method
+	if method == "" {
+		method = extauthz.MethodNone
+	}
+	o.set("method", b.str(method))
+	o.setStr("subject", id.Subject)
+	o.setStr("user_id", id.UserID)
+	o.setStr("tenant", id.Tenant)
+	o.setStr("org_role", id.OrgRole)
+	o.set("roles", b.strings(id.Roles))
+	o.set("permissions", b.strings(id.Permissions))
+	o.set("scopes", b.strings(id.Scopes))
+	if len(id.Claims) > 0 {
+		o.set("claims", b.anyValue(id.Claims, bundles.AllInput))
+	}
+	if s := id.Session; s != nil {
+		so := b.object(bundles.AllInput, 3)
+		so.setStr("id", s.ID)
+		if !s.AuthTime.IsZero() {
+			so.set("auth_time", b.term(ast.Number(strconv.FormatInt(s.AuthTime.Unix(), 10))))
+			age := max(int64(now.Sub(s.AuthTime)/time.Second), 0)
+			so.set("age_seconds", b.term(ast.Number(strconv.FormatInt(age, 10))))
+		}
+		o.set("session", b.done(so))
+	}
+	if k := id.APIKey; k != nil {
+		ko := b.object(bundles.AllInput, 4)
+		ko.setStr("id", k.ID)
+		ko.setStr("name", k.Name)
+		ko.setStr("tier", k.Tier)
+		ko.set("allowed_tools", b.strings(k.AllowedTools))
+		o.set("api_key", b.done(ko))
+	}
+	return b.done(o)
+}
+
+// protoTimestamp formats t as protojson formats a Timestamp: UTC, "Z", and
+// 0, 3, 6 or 9 fractional digits.
+func protoTimestamp(t time.Time) string {
+	t = t.UTC()
+	s := t.Format("2006-01-02T15:04:05")
+	ns := t.Nanosecond()
+	switch {
+	case ns == 0:
+	case ns%1_000_000 == 0:
+		s += "." + strconv.Itoa(ns/1_000_000 + 1000)[1:]
+	case ns%1000 == 0:
+		s += "." + strconv.Itoa(ns/1000 + 1_000_000)[1:]
+	default:
+		s += "." + strconv.Itoa(ns + 1_000_000_000)[1:]
+	}
+	return s + "Z"
+}
