@@ -74,8 +74,13 @@ func WithClock(now func() time.Time) Option { return func(a *Authorizer) { a.now
 // WithLogger sets the operational logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(a *Authorizer) { a.log = l } }
 
-// WithMCP sets MCP parsing options and the path prefixes that are MCP
-// endpoints: a POST there must be a valid MCP request.
+// DefaultMCPPaths are the MCP endpoints unless configured.
+var DefaultMCPPaths = []string{"/mcp"}
+
+// WithMCP sets MCP parsing options and the paths that are MCP endpoints
+// (each with everything below it): a POST there must be a valid MCP request.
+// Elsewhere a POST is MCP when its JSON body is shaped like JSON-RPC or it
+// carries Mcp-Method.
 func WithMCP(opts mcp.Options, paths ...string) Option {
 	return func(a *Authorizer) { a.mcpOptions, a.mcpPaths = opts, paths }
 }
@@ -95,6 +100,7 @@ func NewAuthorizer(policy PolicyEvaluator, ids func() string, opts ...Option) *A
 		log:       slog.New(slog.DiscardHandler),
 		timeout:   DefaultTimeout,
 		headers:   DefaultIdentityHeaders,
+		mcpPaths:  DefaultMCPPaths,
 	}
 	for _, o := range opts {
 		o(a)
@@ -245,7 +251,7 @@ func (a *Authorizer) parseBody(in *PolicyInput) error {
 		}
 		in.Body = &v
 	}
-	if !a.isMCP(in) {
+	if !a.isMCP(in, truncated) {
 		return nil
 	}
 	switch {
@@ -278,13 +284,20 @@ func has(h map[string]string, name string) bool {
 
 // isMCP reports whether a request is an MCP JSON-RPC request: a POST whose
 // JSON body is shaped like JSON-RPC, that carries Mcp-Method, or that goes
-// to a configured MCP endpoint.
-func (a *Authorizer) isMCP(in *PolicyInput) bool {
+// to a configured MCP endpoint. Of a truncated JSON body only a prefix
+// arrived; if "jsonrpc" shows in it, it is taken for MCP so it is refused
+// rather than decided as a plain POST. (A body that hides the member past
+// the cut is not recognized: MCP endpoints should be configured, and
+// Envoy's allow_partial_message left off.)
+func (a *Authorizer) isMCP(in *PolicyInput, truncated bool) bool {
 	req := in.Request
 	if req.Method != http.MethodPost {
 		return false
 	}
 	if in.Body != nil && mcp.LooksLikeJSONRPC(in.Body) {
+		return true
+	}
+	if truncated && req.IsJSON() && strings.Contains(req.Body, `"jsonrpc"`) {
 		return true
 	}
 	if has(req.Headers, "mcp-method") {

@@ -25,7 +25,7 @@ type Request struct {
 	// headers are joined with "," as Envoy does.
 	Headers map[string]string
 
-	Body []byte
+	Body string
 	// RawBody records that the proxy sent the body as bytes (Envoy's
 	// pack_as_bytes) rather than as a string.
 	RawBody bool

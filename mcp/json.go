@@ -90,12 +90,12 @@ var ErrInvalidUTF8 = errors.New("invalid JSON: body is not valid UTF-8")
 // must be valid UTF-8 with no byte-order mark, object keys must be unique
 // after unescaping, escapes must not encode unpaired UTF-16 surrogates,
 // nesting is limited to MaxDepth and nothing but whitespace may follow the
-// value. Strings in the result share memory with one copy of data.
-func DecodeJSON(data []byte) (Value, error) {
-	if !utf8.Valid(data) {
+// value. Strings in the result share memory with data.
+func DecodeJSON(data string) (Value, error) {
+	if !utf8.ValidString(data) {
 		return Value{}, ErrInvalidUTF8
 	}
-	d := decoder{src: string(data)}
+	d := decoder{src: data}
 	d.skipSpace()
 	v, err := d.value(0)
 	if err != nil {

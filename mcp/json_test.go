@@ -53,7 +53,7 @@ func TestDecodeJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := DecodeJSON([]byte(tt.in))
+			v, err := DecodeJSON(tt.in)
 			if tt.want == "" {
 				if err == nil {
 					t.Fatalf("DecodeJSON(%q) = %s, want an error", tt.in, AppendJSON(nil, &v))
@@ -75,7 +75,7 @@ func TestDecodeJSON(t *testing.T) {
 }
 
 func TestDecodeJSONDuplicateKeyOffset(t *testing.T) {
-	_, err := DecodeJSON([]byte(`{"a":1,"a":2}`))
+	_, err := DecodeJSON(`{"a":1,"a":2}`)
 	var syn *SyntaxError
 	if !errors.As(err, &syn) {
 		t.Fatalf("got %v, want *SyntaxError", err)
@@ -86,7 +86,7 @@ func TestDecodeJSONDuplicateKeyOffset(t *testing.T) {
 }
 
 func TestValueGet(t *testing.T) {
-	v, err := DecodeJSON([]byte(`{"a":{"b":"c"}}`))
+	v, err := DecodeJSON(`{"a":{"b":"c"}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		v, err := DecodeJSON(data)
+		v, err := DecodeJSON(string(data))
 		if !json.Valid(data) {
 			if err == nil {
 				t.Fatalf("DecodeJSON accepted %q, which encoding/json rejects", data)

@@ -9,7 +9,7 @@ import (
 
 func mustDecode(t testing.TB, s string) *Value {
 	t.Helper()
-	v, err := DecodeJSON([]byte(s))
+	v, err := DecodeJSON(s)
 	if err != nil {
 		t.Fatalf("DecodeJSON(%s): %v", s, err)
 	}
@@ -268,7 +268,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`), "", "", "", true)
 	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`), "", "", "2025-06-18", false)
 	f.Fuzz(func(t *testing.T, body []byte, method, name, version string, batches bool) {
-		v, err := DecodeJSON(body)
+		v, err := DecodeJSON(string(body))
 		if err != nil {
 			return
 		}

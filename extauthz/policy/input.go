@@ -244,10 +244,10 @@ func (b *builder) http(req *extauthz.Request, use *bundles.InputUse) *ast.Term {
 	if len(req.Body) > 0 {
 		if req.RawBody {
 			if o.wants("rawBody") != nil {
-				o.set("rawBody", b.str(base64.StdEncoding.EncodeToString(req.Body)))
+				o.set("rawBody", b.str(base64.StdEncoding.EncodeToString([]byte(req.Body))))
 			}
 		} else if o.wants("body") != nil {
-			o.set("body", b.str(string(req.Body)))
+			o.set("body", b.str(req.Body))
 		}
 	}
 	return b.done(o)
@@ -382,7 +382,7 @@ func (b *builder) parsedBody(in *extauthz.PolicyInput, truncated bool, use *bund
 	}
 	req := in.Request
 	if len(req.Body) > 0 && req.MediaType() == "application/x-www-form-urlencoded" {
-		values, err := url.ParseQuery(string(req.Body))
+		values, err := url.ParseQuery(req.Body)
 		if err == nil {
 			o := b.object(use, len(values))
 			for k, vs := range values {

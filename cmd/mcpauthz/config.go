@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mcpauthz/mcpauthz/bundles"
+	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/extauthz/decisionlog"
+)
+
+// Config is the sidecar's configuration. Values come, each overriding the
+// one before, from the defaults, the YAML file, MCPAUTHZ_* environment
+// variables and command-line flags; the result is validated once.
+type Config struct {
+	GRPC        GRPCConfig        `yaml:"grpc"`
+	HTTP        HTTPConfig        `yaml:"http"`
+	Policy      PolicyConfig      `yaml:"policy"`
+	MCP         MCPConfig         `yaml:"mcp"`
+	Headers     HeadersConfig     `yaml:"headers"`
+	Log         LogConfig         `yaml:"log"`
+	DecisionLog DecisionLogConfig `yaml:"decision_log"`
+}
+
+// GRPCConfig is the Envoy ext_authz gRPC listener.
+type GRPCConfig struct {
+	Addr            string    `yaml:"addr"`
+	MaxRecvMsgBytes int       `yaml:"max_recv_msg_bytes"`
+	TLS             TLSConfig `yaml:"tls"`
+}
+
+// HTTPConfig is the forward-auth listener (Envoy HTTP ext_authz, nginx
+// auth_request, Traefik forwardAuth).
+type HTTPConfig struct {
+	Addr           string    `yaml:"addr"`
+	PathPrefix     string    `yaml:"path_prefix"`
+	TrustedProxies []string  `yaml:"trusted_proxies"`
+	MaxBodyBytes   int64     `yaml:"max_body_bytes"`
+	TLS            TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig enables TLS on a listener; ClientCAFile enables mTLS.
+type TLSConfig struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// PolicyConfig selects the policy bundle and the decision.
+type PolicyConfig struct {
+	// Bundle is a bundle directory or .tar.gz; empty means the bundle
+	// compiled into the binary.
+	Bundle       string   `yaml:"bundle"`
+	DecisionPath string   `yaml:"decision_path"`
+	Watch        bool     `yaml:"watch"`
+	Timeout      Duration `yaml:"timeout"`
+	// FullInput builds the whole input for every decision rather than the
+	// parts the policy reads (slower; for debugging).
+	FullInput bool `yaml:"full_input"`
+}
+
+// MCPConfig tunes MCP parsing.
+type MCPConfig struct {
+	Paths        []string `yaml:"paths"`
+	AllowBatches bool     `yaml:"allow_batches"`
+}
+
+// HeadersConfig names the identity headers sent upstream.
+type HeadersConfig struct {
+	Prefix     string `yaml:"prefix"`
+	User       string `yaml:"user"`
+	Tenant     string `yaml:"tenant"`
+	Roles      string `yaml:"roles"`
+	AuthMethod string `yaml:"auth_method"`
+	DecisionID string `yaml:"decision_id"`
+}
+
+// LogConfig configures the operational log (stderr).
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// DecisionLogConfig configures the decision log.
+type DecisionLogConfig struct {
+	// Output is "" (off), "stdout", "stderr" or a file path.
+	Output string   `yaml:"output"`
+	Mask   []string `yaml:"mask"`
+	Buffer int      `yaml:"buffer"`
+}
+
+// Duration is a time.Duration written as "100ms", "2s".
+type Duration time.Duration
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Defaults returns the configuration used where nothing else is set.
+func Defaults() Config {
+	h := extauthz.DefaultIdentityHeaders
+	return Config{
+		GRPC: GRPCConfig{Addr: ":9191", MaxRecvMsgBytes: 4 << 20},
+		HTTP: HTTPConfig{
+			Addr:           ":9192",
+			TrustedProxies: []string{"127.0.0.1/32", "::1/128"},
+			MaxBodyBytes:   1 << 20,
+		},
+		Policy: PolicyConfig{
+			DecisionPath: bundles.DefaultDecisionPath,
+			Watch:        true,
+			Timeout:      Duration(extauthz.DefaultTimeout),
+		},
+		MCP: MCPConfig{Paths: slices.Clone(extauthz.DefaultMCPPaths)},
+		Headers: HeadersConfig{
+			Prefix: h.Prefix, User: h.User, Tenant: h.Tenant, Roles: h.Roles,
+			AuthMethod: h.AuthMethod, DecisionID: h.DecisionID,
+		},
+		Log:         LogConfig{Level: "info", Format: "json"},
+		DecisionLog: DecisionLogConfig{Buffer: decisionlog.DefaultBuffer},
+	}
+}
+
+// decodeFile applies a YAML document to cfg. Unknown keys are errors.
+func decodeFile(cfg *Config, r io.Reader, name string) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", name, err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		return fmt.Errorf("config %s: %w", name, err)
+	}
+	return nil
+}
+
+// EnvPrefix starts every configuration variable. Names under
+// MCPAUTHZ_TEST_ belong to the test suite and are not configuration.
+const EnvPrefix = "MCPAUTHZ_"
+
+// envFields maps each MCPAUTHZ_* variable to its field: the YAML path in
+// upper case joined with "_" (grpc.addr → MCPAUTHZ_GRPC_ADDR).
+func envFields(cfg *Config) map[string]reflect.Value {
+	out := map[string]reflect.Value{}
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		t := v.Type()
+		for i := range t.NumField() {
+			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			name := prefix + strings.ToUpper(tag)
+			f := v.Field(i)
+			if f.Kind() == reflect.Struct {
+				walk(f, name+"_")
+				continue
+			}
+			out[name] = f
+		}
+	}
+	walk(reflect.ValueOf(cfg).Elem(), EnvPrefix)
+	return out
+}
+
+// applyEnv applies MCPAUTHZ_* variables from environ ("K=V" pairs).
+// Lists are comma-separated. Unknown variables are errors.
+func applyEnv(cfg *Config, environ []string) error {
+	fields := envFields(cfg)
+	var errs []error
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, EnvPrefix) || strings.HasPrefix(k, EnvPrefix+"TEST_") {
+			continue
+		}
+		f, ok := fields[k]
+		if !ok {
+			errs = append(errs, fmt.Errorf("unknown configuration variable %s", k))
+			continue
+		}
+		if err := setField(f, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", k, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// setField parses s into a configuration field.
+func setField(f reflect.Value, s string) error {
+	switch f.Interface().(type) {
+	case Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(Duration(d)))
+		return nil
+	case []string:
+		var list []string
+		for item := range strings.SplitSeq(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				list = append(list, item)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		f.SetInt(n)
+	default:
+		return fmt.Errorf("unsupported type %s", f.Type())
+	}
+	return nil
+}
+
+// Validate checks the configuration once, at start.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if err := checkAddr(c.GRPC.Addr); err != nil {
+		bad("grpc.addr: %v", err)
+	}
+	if c.HTTP.Addr != "" {
+		if err := checkAddr(c.HTTP.Addr); err != nil {
+			bad("http.addr: %v", err)
+		}
+	}
+	if c.GRPC.MaxRecvMsgBytes < 64<<10 {
+		bad("grpc.max_recv_msg_bytes: %d is below 64 KiB", c.GRPC.MaxRecvMsgBytes)
+	}
+	if c.HTTP.MaxBodyBytes <= 0 {
+		bad("http.max_body_bytes: must be positive")
+	}
+	if _, err := c.trustedProxies(); err != nil {
+		bad("http.trusted_proxies: %v", err)
+	}
+	if c.HTTP.PathPrefix != "" && !strings.HasPrefix(c.HTTP.PathPrefix, "/") {
+		bad("http.path_prefix: %q must start with /", c.HTTP.PathPrefix)
+	}
+	for name, t := range map[string]TLSConfig{"grpc.tls": c.GRPC.TLS, "http.tls": c.HTTP.TLS} {
+		if err := t.check(); err != nil {
+			bad("%s: %v", name, err)
+		}
+	}
+	if _, err := bundles.ParseDecisionPath(c.Policy.DecisionPath); err != nil {
+		bad("policy.decision_path: %v", err)
+	}
+	if c.Policy.Bundle != "" {
+		if _, err := os.Stat(c.Policy.Bundle); err != nil {
+			bad("policy.bundle: %v", err)
+		}
+	}
+	if t := time.Duration(c.Policy.Timeout); t <= 0 || t > 10*time.Second {
+		bad("policy.timeout: %s is outside (0, 10s]", t)
+	}
+	for _, p := range c.MCP.Paths {
+		if !strings.HasPrefix(p, "/") {
+			bad("mcp.paths: %q must start with /", p)
+		}
+	}
+	if c.Headers.Prefix != "" && c.Headers.Prefix != strings.ToLower(c.Headers.Prefix) {
+		bad("headers.prefix: must be lower case")
+	}
+	for _, h := range []string{c.Headers.User, c.Headers.Tenant, c.Headers.Roles, c.Headers.AuthMethod, c.Headers.DecisionID} {
+		if h != strings.ToLower(h) {
+			bad("headers: %q must be lower case", h)
+		}
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		bad("log.level: %v", err)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format: %q is neither json nor text", c.Log.Format)
+	}
+	for _, m := range c.DecisionLog.Mask {
+		if !strings.HasPrefix(m, "/input/") && !strings.HasPrefix(m, "/result/") {
+			bad("decision_log.mask: %q must start with /input/ or /result/", m)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid port %q", port)
+	}
+	return nil
+}
+
+func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.HTTP.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR prefix nor an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+func (t TLSConfig) check() error {
+	if t.CertFile == "" && t.KeyFile == "" {
+		if t.ClientCAFile != "" {
+			return errors.New("client_ca_file needs cert_file and key_file")
+		}
+		return nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		return errors.New("cert_file and key_file go together")
+	}
+	for _, f := range []string{t.CertFile, t.KeyFile, t.ClientCAFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}

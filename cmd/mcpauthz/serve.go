@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mcpauthz/mcpauthz/bundles"
+	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/extauthz/decisionlog"
+	"github.com/mcpauthz/mcpauthz/extauthz/envoygrpc"
+	"github.com/mcpauthz/mcpauthz/extauthz/forwardauth"
+	"github.com/mcpauthz/mcpauthz/extauthz/policy"
+	"github.com/mcpauthz/mcpauthz/mcp"
+	"github.com/mcpauthz/mcpauthz/policies"
+)
+
+// shutdownTimeout bounds the graceful stop of each listener.
+const shutdownTimeout = 10 * time.Second
+
+// sidecar is the wired ext_authz sidecar. buildSidecar binds its ports and
+// loads its policy; Run serves.
+type sidecar struct {
+	cfg       Config
+	log       *slog.Logger
+	engine    *bundles.Engine
+	watcher   *bundles.Watcher
+	authz     *extauthz.Authorizer
+	grpc      *envoygrpc.Listener
+	http      *http.Server
+	httpLis   net.Listener
+	decisions *decisionlog.Logger
+	closers   []io.Closer
+}
+
+func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (s *sidecar, err error) {
+	s = &sidecar{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+
+	s.engine, err = bundles.NewEngine(cfg.Policy.DecisionPath, bundles.WithEngineLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.loadPolicy(ctx); err != nil {
+		return nil, fmt.Errorf("loading the policy bundle: %w", err)
+	}
+	if cfg.Policy.Bundle != "" && cfg.Policy.Watch {
+		s.watcher = bundles.NewWatcher(s.engine, cfg.Policy.Bundle, 0, log)
+	}
+
+	ids, err := extauthz.NewDecisionIDs(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	opts := []extauthz.Option{
+		extauthz.WithTimeout(time.Duration(cfg.Policy.Timeout)),
+		extauthz.WithLogger(log),
+		extauthz.WithMCP(mcp.Options{AllowBatches: cfg.MCP.AllowBatches}, cfg.MCP.Paths...),
+		extauthz.WithIdentityHeaders(extauthz.IdentityHeaders{
+			Prefix: cfg.Headers.Prefix, User: cfg.Headers.User, Tenant: cfg.Headers.Tenant,
+			Roles: cfg.Headers.Roles, AuthMethod: cfg.Headers.AuthMethod, DecisionID: cfg.Headers.DecisionID,
+		}),
+	}
+	if cfg.DecisionLog.Output != "" {
+		w, err := s.decisionLogWriter(stdout)
+		if err != nil {
+			return nil, err
+		}
+		host, _ := os.Hostname()
+		s.decisions, err = decisionlog.New(w, decisionlog.Config{
+			Mask:   cfg.DecisionLog.Mask,
+			Buffer: cfg.DecisionLog.Buffer,
+			Labels: map[string]string{"app": "mcpauthz", "id": host, "version": version},
+		}, log)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, extauthz.WithDecisionLogger(s.decisions))
+	}
+	evaluator := policy.NewEvaluator(s.engine, policy.WithFullInput(cfg.Policy.FullInput))
+	s.authz = extauthz.NewAuthorizer(evaluator, ids.Next, opts...)
+
+	grpcTLS, err := serverTLS(cfg.GRPC.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("grpc.tls: %w", err)
+	}
+	lis, err := net.Listen("tcp", cfg.GRPC.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("grpc.addr: %w", err)
+	}
+	s.grpc = envoygrpc.NewListener(lis, envoygrpc.NewService(s.authz, log), envoygrpc.Config{
+		MaxRecvMsgBytes: cfg.GRPC.MaxRecvMsgBytes,
+		TLS:             grpcTLS,
+		ShutdownTimeout: shutdownTimeout,
+	}, log)
+
+	if cfg.HTTP.Addr != "" {
+		if err := s.buildHTTP(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// loadPolicy activates the configured bundle, or the embedded one.
+func (s *sidecar) loadPolicy(ctx context.Context) error {
+	if s.cfg.Policy.Bundle == "" {
+		return s.engine.Load(ctx, "embedded", func() (*bundle.Bundle, error) { return bundles.LoadFS(policies.FS()) })
+	}
+	path := s.cfg.Policy.Bundle
+	return s.engine.Load(ctx, path, func() (*bundle.Bundle, error) { return bundles.LoadPath(path) })
+}
+
+func (s *sidecar) decisionLogWriter(stdout io.Writer) (io.Writer, error) {
+	switch out := s.cfg.DecisionLog.Output; out {
+	case "stdout":
+		return stdout, nil
+	case "stderr":
+		return os.Stderr, nil
+	default:
+		f, err := os.OpenFile(out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("decision_log.output: %w", err)
+		}
+		s.closers = append(s.closers, f)
+		return f, nil
+	}
+}
+
+func (s *sidecar) buildHTTP() error {
+	cfg := s.cfg.HTTP
+	proxies, err := s.cfg.trustedProxies()
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := serverTLS(cfg.TLS)
+	if err != nil {
+		return fmt.Errorf("http.tls: %w", err)
+	}
+	handler := forwardauth.NewHandler(s.authz, forwardauth.Config{
+		PathPrefix:     cfg.PathPrefix,
+		TrustedProxies: proxies,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+	}, s.log)
+	s.http = &http.Server{
+		Handler:           handler,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.httpLis, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("http.addr: %w", err)
+	}
+	if tlsCfg != nil {
+		s.httpLis = tls.NewListener(s.httpLis, tlsCfg)
+	}
+	return nil
+}
+
+func (s *sidecar) close() {
+	if s.httpLis != nil {
+		s.httpLis.Close()
+	}
+	for _, c := range s.closers {
+		c.Close()
+	}
+}
+
+// Run serves until ctx is done or a component fails, then shuts everything
+// down gracefully. SIGHUP reloads the policy bundle.
+func (s *sidecar) Run(ctx context.Context) error {
+	defer s.close()
+	g, ctx := errgroup.WithContext(ctx)
+	s.grpc.SetServing(true)
+	g.Go(func() error { return s.grpc.Run(ctx) })
+	if s.http != nil {
+		g.Go(func() error { return s.runHTTP(ctx) })
+	}
+	if s.watcher != nil {
+		g.Go(func() error { return s.watcher.Run(ctx) })
+	}
+	decisionsDone := make(chan struct{})
+	if s.decisions != nil {
+		// The decision log outlives the listeners so decisions made during
+		// the graceful stop are written too.
+		logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
+		go func() {
+			defer close(decisionsDone)
+			_ = s.decisions.Run(logCtx)
+		}()
+		defer func() { stopLog(); <-decisionsDone }()
+	}
+	g.Go(func() error { return s.reloadOnHangup(ctx) })
+	return g.Wait()
+}
+
+func (s *sidecar) runHTTP(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.httpLis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("forward-auth server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(shutdown); err != nil {
+		s.log.Warn("forward-auth graceful shutdown", slog.Any("error", err))
+		s.http.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("forward-auth server: %w", err)
+	}
+	return nil
+}
+
+func (s *sidecar) reloadOnHangup(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			if err := s.loadPolicy(ctx); err != nil {
+				s.log.Error("policy reload rejected; the active policy stays in force", slog.Any("error", err))
+			}
+		}
+	}
+}

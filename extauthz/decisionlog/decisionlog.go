@@ -1,0 +1,243 @@
+// Package decisionlog records every decision as one JSON line in the shape
+// of OPA's decision logs (decision_id, labels, bundles, path, input, result,
+// erased, timestamp, metrics), asynchronously: a decision never waits for
+// the log, and events that do not fit the buffer are dropped and counted.
+// Secrets in the input are removed before anything is written.
+package decisionlog
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/mcp"
+)
+
+// DefaultMask lists the input members a decision log never contains.
+var DefaultMask = []string{
+	"/input/attributes/request/http/headers/authorization",
+	"/input/attributes/request/http/headers/proxy-authorization",
+	"/input/attributes/request/http/headers/cookie",
+	"/input/attributes/request/http/headers/x-api-key",
+}
+
+// DefaultBuffer is how many events may wait for the writer.
+const DefaultBuffer = 4096
+
+// Config configures a Logger.
+type Config struct {
+	// Mask lists JSON pointers, rooted at /input or /result, of members to
+	// leave out. DefaultMask is always applied in addition.
+	Mask []string
+	// Buffer is the number of events that may wait for the writer.
+	Buffer int
+	// Labels are written with every event (OPA writes app, id, version).
+	Labels map[string]string
+	// BundleName names the bundle in the "bundles" member.
+	BundleName string
+}
+
+// Logger writes decision events to w from its own goroutine (Run).
+type Logger struct {
+	w       io.Writer
+	events  chan extauthz.DecisionEvent
+	input   *extauthz.Mask
+	result  *extauthz.Mask
+	labels  []byte // pre-encoded "labels" member
+	bundle  string
+	log     *slog.Logger
+	dropped atomic.Uint64
+	written atomic.Uint64
+}
+
+var _ extauthz.DecisionLogger = (*Logger)(nil)
+
+// New returns a Logger writing to w. It starts nothing; call Run.
+func New(w io.Writer, cfg Config, log *slog.Logger) (*Logger, error) {
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = DefaultBuffer
+	}
+	if cfg.BundleName == "" {
+		cfg.BundleName = "mcpauthz"
+	}
+	var in, res []string
+	for _, p := range append(append([]string(nil), DefaultMask...), cfg.Mask...) {
+		switch {
+		case strings.HasPrefix(p, "/input/"):
+			in = append(in, strings.TrimPrefix(p, "/input"))
+		case strings.HasPrefix(p, "/result/"):
+			res = append(res, strings.TrimPrefix(p, "/result"))
+		default:
+			return nil, fmt.Errorf("decision log mask %q: must start with /input/ or /result/", p)
+		}
+	}
+	l := &Logger{
+		w:      w,
+		events: make(chan extauthz.DecisionEvent, cfg.Buffer),
+		input:  extauthz.NewMask(in...),
+		result: extauthz.NewMask(res...),
+		bundle: cfg.BundleName,
+		log:    log,
+	}
+	l.labels = appendLabels(nil, cfg.Labels)
+	return l, nil
+}
+
+func appendLabels(buf []byte, labels map[string]string) []byte {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	buf = append(buf, '{')
+	for i, k := range keys {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = mcp.AppendString(buf, k)
+		buf = append(buf, ':')
+		buf = mcp.AppendString(buf, labels[k])
+	}
+	return append(buf, '}')
+}
+
+// LogDecision queues ev; when the buffer is full the event is dropped and
+// counted rather than delaying the decision.
+func (l *Logger) LogDecision(ev extauthz.DecisionEvent) {
+	select {
+	case l.events <- ev:
+	default:
+		l.dropped.Add(1)
+	}
+}
+
+// Dropped returns the number of events dropped because the buffer was full.
+func (l *Logger) Dropped() uint64 { return l.dropped.Load() }
+
+// Written returns the number of events written.
+func (l *Logger) Written() uint64 { return l.written.Load() }
+
+// Run writes queued events until ctx is done, then writes what is still
+// queued and returns.
+func (l *Logger) Run(ctx context.Context) error {
+	bw := bufio.NewWriterSize(l.w, 64<<10)
+	var buf []byte
+	write := func(ev extauthz.DecisionEvent) {
+		buf = l.appendEvent(buf[:0], &ev)
+		if _, err := bw.Write(buf); err != nil {
+			l.log.Error("writing the decision log", slog.Any("error", err))
+			return
+		}
+		l.written.Add(1)
+	}
+	flush := func() {
+		if err := bw.Flush(); err != nil {
+			l.log.Error("writing the decision log", slog.Any("error", err))
+		}
+	}
+	var reported uint64
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case ev := <-l.events:
+			write(ev)
+			// Batch whatever else is queued into the same flush.
+			for n := len(l.events); n > 0; n-- {
+				write(<-l.events)
+			}
+			flush()
+		case <-tick.C:
+			if d := l.dropped.Load(); d > reported {
+				l.log.Warn("decision log events dropped: the writer cannot keep up",
+					slog.Uint64("dropped_total", d))
+				reported = d
+			}
+		case <-ctx.Done():
+			for n := len(l.events); n > 0; n-- {
+				write(<-l.events)
+			}
+			flush()
+			return nil
+		}
+	}
+}
+
+// appendEvent encodes one event as a JSON line.
+func (l *Logger) appendEvent(buf []byte, ev *extauthz.DecisionEvent) []byte {
+	buf = append(buf, `{"decision_id":`...)
+	buf = mcp.AppendString(buf, ev.DecisionID)
+	buf = append(buf, `,"labels":`...)
+	buf = append(buf, l.labels...)
+	if ev.Revision != "" {
+		buf = append(buf, `,"bundles":{`...)
+		buf = mcp.AppendString(buf, l.bundle)
+		buf = append(buf, `:{"revision":`...)
+		buf = mcp.AppendString(buf, ev.Revision)
+		buf = append(buf, "}}"...)
+	}
+	if ev.Path != "" {
+		buf = append(buf, `,"path":`...)
+		buf = mcp.AppendString(buf, slashPath(ev.Path))
+	}
+	var erased []string
+	if ev.Input != nil {
+		var e []string
+		buf = append(buf, `,"input":`...)
+		buf, e = ev.Input.AppendJSON(buf, l.input)
+		for _, p := range e {
+			erased = append(erased, "/input"+p)
+		}
+	}
+	if ev.Result != nil {
+		var e []string
+		buf = append(buf, `,"result":`...)
+		buf, e = ev.Result.AppendJSON(buf, l.result)
+		for _, p := range e {
+			erased = append(erased, "/result"+p)
+		}
+	}
+	if len(erased) > 0 {
+		buf = append(buf, `,"erased":[`...)
+		for i, p := range erased {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = mcp.AppendString(buf, p)
+		}
+		buf = append(buf, ']')
+	}
+	buf = append(buf, `,"timestamp":`...)
+	buf = mcp.AppendString(buf, ev.Time.UTC().Format(time.RFC3339Nano))
+	buf = append(buf, `,"metrics":{"timer_server_handler_ns":`...)
+	buf = strconv.AppendInt(buf, ev.Duration.Nanoseconds(), 10)
+	buf = append(buf, `},"mcpauthz":{"allowed":`...)
+	buf = strconv.AppendBool(buf, ev.Allowed)
+	if !ev.Allowed {
+		buf = append(buf, `,"status":`...)
+		buf = strconv.AppendInt(buf, int64(ev.Status), 10)
+	}
+	if ev.Reason != "" {
+		buf = append(buf, `,"reason":`...)
+		buf = mcp.AppendString(buf, ev.Reason)
+	}
+	if ev.Err != nil {
+		buf = append(buf, `,"error":`...)
+		buf = mcp.AppendString(buf, ev.Err.Error())
+	}
+	return append(buf, "}}\n"...)
+}
+
+// slashPath writes a decision path as OPA's decision logs do:
+// "data.a.b" → "a/b".
+func slashPath(p string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(p, "data."), ".", "/")
+}
