@@ -37,7 +37,13 @@ func LoadPath(path string) (*bundle.Bundle, error) {
 		return nil, fmt.Errorf("reading bundle: %w", err)
 	}
 	if info.IsDir() {
-		b, err := read(bundle.NewDirectoryLoader(path).WithFilter(skipHidden(path)))
+		// Kubernetes mounts ConfigMaps as symlinks through "..data"; the
+		// root itself may be a symlink too.
+		root, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading bundle: %w", err)
+		}
+		b, err := read(bundle.NewDirectoryLoader(root).WithFollowSymlinks(true).WithFilter(skipHidden(root)))
 		if err != nil {
 			return nil, fmt.Errorf("bundle directory %s: %w", path, err)
 		}

@@ -195,7 +195,9 @@ func (a *Authorizer) evaluate(ctx context.Context, in *PolicyInput, res *PolicyR
 	case errors.Is(err, ErrPolicyUndefined):
 		return Deny(http.StatusForbidden, ReasonPolicyUndef), err
 	case ctx.Err() != nil:
-		return Deny(http.StatusServiceUnavailable, ReasonDeadline), fmt.Errorf("policy: %w", err)
+		// OPA reports a cancelled evaluation with its own error; wrap the
+		// context's too, so callers can tell a deadline by errors.Is.
+		return Deny(http.StatusServiceUnavailable, ReasonDeadline), fmt.Errorf("policy: %w: %w", ctx.Err(), err)
 	default:
 		return Deny(http.StatusServiceUnavailable, ReasonPolicyError), fmt.Errorf("policy: %w", err)
 	}

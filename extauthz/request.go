@@ -46,7 +46,9 @@ type Request struct {
 	MetadataContext      map[string]any
 	RouteMetadataContext map[string]any
 
-	// TLSSessionSNI is the SNI the client sent, if the proxy reported it.
+	// TLSSession records that the proxy reported a TLS session, and
+	// TLSSessionSNI the SNI the client sent in it.
+	TLSSession    bool
 	TLSSessionSNI string
 
 	// Transport names the adapter the request came from ("envoy-grpc",
@@ -58,6 +60,8 @@ type Request struct {
 type Peer struct {
 	Address     string
 	Port        uint32
+	PipePath    string // a Unix domain socket peer's path (Address is then empty)
+	PipeMode    uint32
 	Principal   string
 	Certificate string
 	Service     string

@@ -46,11 +46,11 @@ type sidecar struct {
 	closers   []io.Closer
 }
 
-func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (s *sidecar, err error) {
-	s = &sidecar{cfg: cfg, log: log}
+func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (_ *sidecar, err error) {
+	s := &sidecar{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
-			s.close()
+			s.close() // release the ports and files taken so far
 		}
 	}()
 
@@ -58,11 +58,15 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Policy.Bundle != "" && cfg.Policy.Watch {
+		// Watch before the first load, so no change slips between them.
+		if s.watcher, err = bundles.NewWatcher(s.engine, cfg.Policy.Bundle, 0, log); err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, s.watcher)
+	}
 	if err := s.loadPolicy(ctx); err != nil {
 		return nil, fmt.Errorf("loading the policy bundle: %w", err)
-	}
-	if cfg.Policy.Bundle != "" && cfg.Policy.Watch {
-		s.watcher = bundles.NewWatcher(s.engine, cfg.Policy.Bundle, 0, log)
 	}
 
 	ids, err := extauthz.NewDecisionIDs(rand.Reader)
@@ -105,6 +109,7 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("grpc.addr: %w", err)
 	}
+	s.closers = append(s.closers, lis)
 	s.grpc = envoygrpc.NewListener(lis, envoygrpc.NewService(s.authz, log), envoygrpc.Config{
 		MaxRecvMsgBytes: cfg.GRPC.MaxRecvMsgBytes,
 		TLS:             grpcTLS,

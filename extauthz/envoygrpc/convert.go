@@ -41,6 +41,7 @@ func toRequest(cr *authv3.CheckRequest) (*extauthz.Request, error) {
 		Body:              h.GetBody(),
 		Size:              h.GetSize(),
 		ContextExtensions: attrs.GetContextExtensions(),
+		TLSSession:        attrs.GetTlsSession() != nil,
 		TLSSessionSNI:     attrs.GetTlsSession().GetSni(),
 		Transport:         "envoy-grpc",
 	}
@@ -91,16 +92,26 @@ func peer(dst *extauthz.Peer, p *authv3.AttributeContext_Peer) {
 	sa := p.GetAddress().GetSocketAddress()
 	dst.Address = sa.GetAddress()
 	dst.Port = sa.GetPortValue()
+	if pipe := p.GetAddress().GetPipe(); pipe != nil {
+		dst.PipePath, dst.PipeMode = pipe.GetPath(), pipe.GetMode()
+	}
 	dst.Principal = p.GetPrincipal()
 	dst.Certificate = p.GetCertificate()
 	dst.Service = p.GetService()
 	dst.Labels = p.GetLabels()
 }
 
+// noMetadata stands for metadata Envoy sent empty (it always sends the
+// field); it is never modified.
+var noMetadata = map[string]any{}
+
 func metadata(md *corev3.Metadata) map[string]any {
+	if md == nil {
+		return nil
+	}
 	fm := md.GetFilterMetadata()
 	if len(fm) == 0 {
-		return nil
+		return noMetadata
 	}
 	out := make(map[string]any, len(fm))
 	for ns, s := range fm {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/base64"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -188,13 +189,13 @@ func (b *builder) attributes(req *extauthz.Request, use *bundles.InputUse) *ast.
 	if len(req.ContextExtensions) > 0 && o.wants("contextExtensions") != nil {
 		o.set("contextExtensions", b.stringMap(req.ContextExtensions, o.wants("contextExtensions")))
 	}
-	if len(req.MetadataContext) > 0 && o.wants("metadataContext") != nil {
+	if req.MetadataContext != nil && o.wants("metadataContext") != nil {
 		o.set("metadataContext", b.metadata(req.MetadataContext, o.wants("metadataContext")))
 	}
-	if len(req.RouteMetadataContext) > 0 && o.wants("routeMetadataContext") != nil {
+	if req.RouteMetadataContext != nil && o.wants("routeMetadataContext") != nil {
 		o.set("routeMetadataContext", b.metadata(req.RouteMetadataContext, o.wants("routeMetadataContext")))
 	}
-	if req.TLSSessionSNI != "" && o.wants("tlsSession") != nil {
+	if (req.TLSSession || req.TLSSessionSNI != "") && o.wants("tlsSession") != nil {
 		t := b.object(o.wants("tlsSession"), 1)
 		t.setStr("sni", req.TLSSessionSNI)
 		o.set("tlsSession", b.done(t))
@@ -212,6 +213,15 @@ func (b *builder) peer(p *extauthz.Peer, use *bundles.InputUse) *ast.Term {
 		}
 		a := b.object(o.wants("address"), 1)
 		a.set("socketAddress", b.done(sa))
+		o.set("address", b.done(a))
+	} else if p.PipePath != "" && o.wants("address") != nil {
+		pipe := b.object(o.wants("address").Child("pipe"), 2)
+		pipe.setStr("path", p.PipePath)
+		if p.PipeMode != 0 && pipe.wants("mode") != nil {
+			pipe.set("mode", b.term(ast.Number(strconv.FormatUint(uint64(p.PipeMode), 10))))
+		}
+		a := b.object(o.wants("address"), 1)
+		a.set("pipe", b.done(pipe))
 		o.set("address", b.done(a))
 	}
 	o.setStr("principal", p.Principal)
@@ -284,14 +294,16 @@ func (b *builder) stringMap(m map[string]string, use *bundles.InputUse) *ast.Ter
 }
 
 func (b *builder) metadata(m map[string]any, use *bundles.InputUse) *ast.Term {
-	fm := b.object(use.Child("filterMetadata"), len(m))
-	for ns, v := range m {
-		if u := fm.wants(ns); u != nil {
-			fm.set(ns, b.anyValue(v, u))
-		}
-	}
 	o := b.object(use, 1)
-	o.set("filterMetadata", b.done(fm))
+	if len(m) > 0 && o.wants("filterMetadata") != nil {
+		fm := b.object(use.Child("filterMetadata"), len(m))
+		for ns, v := range m {
+			if u := fm.wants(ns); u != nil {
+				fm.set(ns, b.anyValue(v, u))
+			}
+		}
+		o.set("filterMetadata", b.done(fm))
+	}
 	return b.done(o)
 }
 
@@ -305,7 +317,7 @@ func (b *builder) anyValue(v any, use *bundles.InputUse) *ast.Term {
 	case string:
 		return b.str(v)
 	case float64:
-		return b.term(ast.Number(strconv.FormatFloat(v, 'g', -1, 64)))
+		return b.term(ast.Number(formatFloat(v)))
 	case int:
 		return b.term(ast.Number(strconv.Itoa(v)))
 	case int64:
@@ -332,6 +344,23 @@ func (b *builder) anyValue(v any, use *bundles.InputUse) *ast.Term {
 	return termNull
 }
 
+// formatFloat writes a number as encoding/json and protojson do: plain
+// decimal unless very small or very large, so integers stay integers.
+func formatFloat(f float64) string {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	s := strconv.FormatFloat(f, format, -1, 64)
+	if format == 'e' {
+		// e-07 → e-7, as encoding/json writes it.
+		if n := len(s); n >= 4 && s[n-4] == 'e' && s[n-3] == '-' && s[n-2] == '0' {
+			s = s[:n-2] + s[n-1:]
+		}
+	}
+	return s
+}
+
 func (b *builder) strings(ss []string) *ast.Term {
 	if len(ss) == 0 {
 		return termEmptyArray
@@ -347,7 +376,8 @@ func (b *builder) strings(ss []string) *ast.Term {
 // percent-decodes each segment. Splitting before decoding keeps an encoded
 // slash ("%2F") inside its segment, as the upstream's router sees it.
 func (b *builder) parsedPath(raw string) *ast.Term {
-	p, _, _ := strings.Cut(raw, "?")
+	p, _, _ := strings.Cut(raw, "#")
+	p, _, _ = strings.Cut(p, "?")
 	p = strings.TrimLeft(p, "/")
 	n := strings.Count(p, "/") + 1
 	terms := make([]*ast.Term, 0, n)
@@ -363,8 +393,8 @@ func (b *builder) parsedPath(raw string) *ast.Term {
 }
 
 func (b *builder) parsedQuery(raw string) *ast.Term {
-	_, q, _ := strings.Cut(raw, "?")
-	q, _, _ = strings.Cut(q, "#")
+	p, _, _ := strings.Cut(raw, "#")
+	_, q, _ := strings.Cut(p, "?")
 	values, _ := url.ParseQuery(q) // like url.Query: malformed pairs are dropped
 	o := b.object(bundles.AllInput, len(values))
 	for k, vs := range values {

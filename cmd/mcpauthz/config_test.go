@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsValidate(t *testing.T) {
+	for name, cfg := range map[string]Config{"serve": Defaults(), "dev": devDefaults()} {
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s defaults: %v", name, err)
+		}
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", `
+grpc:
+  addr: 127.0.0.1:7001
+http:
+  trusted_proxies: [10.0.0.0/8, 192.168.1.1]
+policy:
+  timeout: 50ms
+mcp:
+  paths: [/mcp, /rpc]
+`)
+	tests := []struct {
+		name    string
+		args    []string
+		env     []string
+		check   func(*testing.T, Config)
+		wantErr string
+	}{
+		{name: "ok/file", args: []string{"--config", good}, check: func(t *testing.T, c Config) {
+			if c.GRPC.Addr != "127.0.0.1:7001" || time.Duration(c.Policy.Timeout) != 50*time.Millisecond ||
+				!slices.Equal(c.MCP.Paths, []string{"/mcp", "/rpc"}) || len(c.HTTP.TrustedProxies) != 2 {
+				t.Fatalf("%+v", c)
+			}
+			if c.HTTP.Addr != ":9192" {
+				t.Fatalf("unset keys must keep their defaults: %q", c.HTTP.Addr)
+			}
+		}},
+		{name: "ok/env overrides the file", args: []string{"--config", good},
+			env: []string{"MCPAUTHZ_GRPC_ADDR=127.0.0.1:7002", "MCPAUTHZ_POLICY_TIMEOUT=75ms", "MCPAUTHZ_MCP_PATHS=/a, /b",
+				"MCPAUTHZ_MCP_ALLOW_BATCHES=true", "MCPAUTHZ_GRPC_MAX_RECV_MSG_BYTES=131072", "PATH=/bin"},
+			check: func(t *testing.T, c Config) {
+				if c.GRPC.Addr != "127.0.0.1:7002" || time.Duration(c.Policy.Timeout) != 75*time.Millisecond ||
+					!slices.Equal(c.MCP.Paths, []string{"/a", "/b"}) || !c.MCP.AllowBatches || c.GRPC.MaxRecvMsgBytes != 131072 {
+					t.Fatalf("%+v", c)
+				}
+			}},
+		{name: "ok/flags override env", args: []string{"--config", good, "--grpc-addr", "127.0.0.1:7003", "--http-addr", "off", "--decision-log", "off"},
+			env: []string{"MCPAUTHZ_GRPC_ADDR=127.0.0.1:7002", "MCPAUTHZ_DECISION_LOG_OUTPUT=stdout"},
+			check: func(t *testing.T, c Config) {
+				if c.GRPC.Addr != "127.0.0.1:7003" || c.HTTP.Addr != "" || c.DecisionLog.Output != "" {
+					t.Fatalf("%+v", c)
+				}
+			}},
+		{name: "ok/test variables are not configuration", env: []string{"MCPAUTHZ_TEST_POSTGRES_URL=postgres://x"},
+			check: func(*testing.T, Config) {}},
+		{name: "fail/unknown file key", args: []string{"--config", write("typo.yaml", "grpc:\n  adr: :1\n")}, wantErr: "field adr not found"},
+		{name: "fail/unknown section", args: []string{"--config", write("sect.yaml", "polcy: {}\n")}, wantErr: "field polcy not found"},
+		{name: "fail/bad duration in file", args: []string{"--config", write("dur.yaml", "policy:\n  timeout: soon\n")}, wantErr: "invalid duration"},
+		{name: "fail/missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, wantErr: "no such file"},
+		{name: "fail/unknown env variable", env: []string{"MCPAUTHZ_GRPC_ADRESS=:1"}, wantErr: "unknown configuration variable MCPAUTHZ_GRPC_ADRESS"},
+		{name: "fail/bad env value", env: []string{"MCPAUTHZ_MCP_ALLOW_BATCHES=maybe"}, wantErr: "MCPAUTHZ_MCP_ALLOW_BATCHES"},
+		{name: "fail/bad address", args: []string{"--grpc-addr", "nowhere"}, wantErr: "grpc.addr"},
+		{name: "fail/timeout zero", env: []string{"MCPAUTHZ_POLICY_TIMEOUT=0s"}, wantErr: "policy.timeout"},
+		{name: "fail/timeout too long", env: []string{"MCPAUTHZ_POLICY_TIMEOUT=1m"}, wantErr: "policy.timeout"},
+		{name: "fail/bad trusted proxy", env: []string{"MCPAUTHZ_HTTP_TRUSTED_PROXIES=10.0.0.0/8,everyone"}, wantErr: "http.trusted_proxies"},
+		{name: "fail/bad decision path", args: []string{"--decision-path", "data.x[y]"}, wantErr: "policy.decision_path"},
+		{name: "fail/missing bundle", args: []string{"--bundle", filepath.Join(dir, "nope")}, wantErr: "policy.bundle"},
+		{name: "fail/upper-case header name", env: []string{"MCPAUTHZ_HEADERS_USER=X-User"}, wantErr: "lower case"},
+		{name: "fail/bad mask", env: []string{"MCPAUTHZ_DECISION_LOG_MASK=/attributes/x"}, wantErr: "decision_log.mask"},
+		{name: "fail/bad log level", args: []string{"--log-level", "loud"}, wantErr: "log.level"},
+		{name: "fail/half a TLS pair", env: []string{"MCPAUTHZ_GRPC_TLS_CERT_FILE=" + good}, wantErr: "grpc.tls"},
+		{name: "fail/relative MCP path", env: []string{"MCPAUTHZ_MCP_PATHS=mcp"}, wantErr: "mcp.paths"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, fs, err := parseFlags("serve", tt.args, &bytes.Buffer{}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadConfig(Defaults(), f, fs, tt.env)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, cfg)
+		})
+	}
+}
+
+// TestEnvNamesAreUnique guards the env naming scheme: no two fields may map
+// to the same variable, and every field has one.
+func TestEnvNamesAreUnique(t *testing.T) {
+	var cfg Config
+	fields := envFields(&cfg)
+	if len(fields) < 25 {
+		t.Fatalf("only %d variables: fields are missing", len(fields))
+	}
+	seen := map[string]bool{}
+	for name := range fields {
+		if seen[name] {
+			t.Fatalf("duplicate %s", name)
+		}
+		seen[name] = true
+		if strings.Contains(name, "__") || strings.HasSuffix(name, "_") {
+			t.Fatalf("malformed name %s", name)
+		}
+	}
+	for _, want := range []string{"MCPAUTHZ_GRPC_ADDR", "MCPAUTHZ_GRPC_TLS_CLIENT_CA_FILE", "MCPAUTHZ_POLICY_DECISION_PATH", "MCPAUTHZ_DECISION_LOG_OUTPUT"} {
+		if !seen[want] {
+			t.Errorf("%s missing", want)
+		}
+	}
+}
+
+func TestRedaction(t *testing.T) {
+	var buf bytes.Buffer
+	log := newLogger(LogConfig{Level: "debug", Format: "json"}, &buf)
+	log.Info("request",
+		slog.String("authorization", "Bearer eyJhbGciOi.secret"),
+		slog.Group("headers", slog.String("Cookie", "sid=secret-cookie"), slog.String("x-api-key", "mcpk_secret"), slog.String("accept", "*/*")),
+		slog.String("password", "hunter2"),
+		slog.String("path", "/mcp"))
+	out := buf.String()
+	for _, secret := range []string{"eyJhbGciOi", "secret-cookie", "mcpk_secret", "hunter2"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("%q reached the log: %s", secret, out)
+		}
+	}
+	var line map[string]any
+	if err := json.Unmarshal([]byte(out), &line); err != nil {
+		t.Fatal(err)
+	}
+	if line["path"] != "/mcp" || line["headers"].(map[string]any)["accept"] != "*/*" {
+		t.Fatalf("non-secret attributes lost: %s", out)
+	}
+}
+
+func TestRunCommands(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{name: "ok/version", args: []string{"version"}, code: 0, stdout: "mcpauthz dev (go"},
+		{name: "ok/help", args: []string{"help"}, code: 0, stdout: "mcpauthz serve"},
+		{name: "fail/no command", args: nil, code: 2, stderr: "Usage"},
+		{name: "fail/unknown command", args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
+		{name: "fail/unknown flag", args: []string{"serve", "--nope"}, code: 2, stderr: "flag provided but not defined"},
+		{name: "fail/stray argument", args: []string{"serve", "extra"}, code: 2, stderr: `unexpected argument "extra"`},
+		{name: "fail/invalid configuration", args: []string{"serve", "--grpc-addr", "bad"}, code: 1, stderr: "invalid configuration"},
+		{name: "fail/broken bundle", args: []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "off", "--bundle", brokenBundle(t)},
+			code: 1, stderr: "loading the policy bundle"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(ctx, tt.args, nil, &stdout, &stderr)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.stdout) || !strings.Contains(stderr.String(), tt.stderr) {
+				t.Fatalf("stdout %q / stderr %q, want %q / %q", stdout.String(), stderr.String(), tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+func brokenBundle(t *testing.T) string {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "x.rego"), []byte("package mcpauthz.authz\ndecision := {"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
