@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -19,13 +20,18 @@ const DefaultTimeout = 100 * time.Millisecond
 // IdentityHeaders names the headers that carry the verified identity to the
 // upstream. Any header starting with Prefix that the client sent is removed
 // before the request goes upstream, so upstreams can trust these headers.
+// An anonymous request carries none of them.
 type IdentityHeaders struct {
 	Prefix     string
 	User       string
 	Tenant     string
 	Roles      string
 	AuthMethod string
-	DecisionID string
+	// DecisionID names the header carrying the decision id on denials,
+	// and upstream on allows when UpstreamDecisionID is set (Envoy gets it
+	// in the dynamic metadata either way).
+	DecisionID         string
+	UpstreamDecisionID bool
 }
 
 // DefaultIdentityHeaders are the identity header names unless configured.
@@ -356,17 +362,17 @@ func (a *Authorizer) finish(in *PolicyInput, d *Decision) {
 	// them with overwrite semantics). Other client-sent headers with the
 	// prefix are removed; proxies apply removals after additions, so names
 	// this decision sets must not be in the removal list.
-	id := in.Identity
-	if id == nil {
-		id = &Anonymous
+	if id := in.Identity; id != nil && !id.IsAnonymous() {
+		d.Headers = appendNonEmpty(d.Headers, h.AuthMethod, id.Method)
+		d.Headers = appendNonEmpty(d.Headers, h.User, id.Subject)
+		d.Headers = appendNonEmpty(d.Headers, h.Tenant, id.Tenant)
+		if len(id.Roles) > 0 {
+			d.Headers = appendNonEmpty(d.Headers, h.Roles, strings.Join(id.Roles, ","))
+		}
 	}
-	d.Headers = appendNonEmpty(d.Headers, h.AuthMethod, id.Method)
-	d.Headers = appendNonEmpty(d.Headers, h.User, id.Subject)
-	d.Headers = appendNonEmpty(d.Headers, h.Tenant, id.Tenant)
-	if len(id.Roles) > 0 {
-		d.Headers = appendNonEmpty(d.Headers, h.Roles, strings.Join(id.Roles, ","))
+	if h.UpstreamDecisionID {
+		d.Headers = appendNonEmpty(d.Headers, h.DecisionID, d.DecisionID)
 	}
-	d.Headers = appendNonEmpty(d.Headers, h.DecisionID, d.DecisionID)
 	if h.Prefix != "" {
 		for name := range in.Request.Headers {
 			if strings.HasPrefix(name, h.Prefix) && !setsHeader(d.Headers, name) {
@@ -377,7 +383,10 @@ func (a *Authorizer) finish(in *PolicyInput, d *Decision) {
 	if d.DynamicMetadata == nil {
 		d.DynamicMetadata = map[string]any{"decision_id": d.DecisionID}
 	} else if _, ok := d.DynamicMetadata["decision_id"]; !ok {
-		d.DynamicMetadata["decision_id"] = d.DecisionID
+		// The policy's map may be shared; never write into it.
+		m := maps.Clone(d.DynamicMetadata)
+		m["decision_id"] = d.DecisionID
+		d.DynamicMetadata = m
 	}
 }
 

@@ -231,7 +231,7 @@ func TestIdentityHeaders(t *testing.T) {
 	}}
 	a := NewAuthorizer(&fakePolicy{decide: func(context.Context, *PolicyInput) (Decision, error) {
 		return Decision{Allowed: true, Headers: []Header{{"x-policy", "1"}}}, nil
-	}}, fixedIDs(), WithIdentityVerifier(fakeIdentity{id: id}))
+	}}, fixedIDs(), WithIdentityVerifier(fakeIdentity{id: id}), WithIdentityHeaders(upstreamIDs()))
 	d, err := a.Check(context.Background(), req)
 	if err != nil || !d.Allowed {
 		t.Fatalf("%+v %v", d, err)
@@ -262,6 +262,12 @@ func TestIdentityHeaders(t *testing.T) {
 	}
 }
 
+func upstreamIDs() IdentityHeaders {
+	h := DefaultIdentityHeaders
+	h.UpstreamDecisionID = true
+	return h
+}
+
 func TestAnonymousForgedIdentityHeadersRemoved(t *testing.T) {
 	req := &Request{Method: "GET", Path: "/x", Headers: map[string]string{"x-mcpauthz-user": "admin", "x-mcpauthz-tenant": "org-9"}}
 	a := NewAuthorizer(&fakePolicy{decide: allow}, fixedIDs())
@@ -270,8 +276,15 @@ func TestAnonymousForgedIdentityHeadersRemoved(t *testing.T) {
 	if got := strings.Join(d.RequestHeadersToRemove, ","); got != "x-mcpauthz-tenant,x-mcpauthz-user" {
 		t.Fatalf("removed %q", got)
 	}
-	if v, _ := header(d.Headers, "x-mcpauthz-auth-method"); v != MethodNone {
-		t.Fatalf("auth method header %q", v)
+	// An anonymous request carries no identity headers at all, and no
+	// decision id upstream unless configured.
+	if len(d.Headers) != 0 {
+		t.Fatalf("anonymous allow sets headers %+v", d.Headers)
+	}
+	a = NewAuthorizer(&fakePolicy{decide: allow}, fixedIDs(), WithIdentityHeaders(upstreamIDs()))
+	d, _ = a.Check(context.Background(), req)
+	if v, _ := header(d.Headers, "x-mcpauthz-decision-id"); v != "dec-1" || len(d.Headers) != 1 {
+		t.Fatalf("headers %+v", d.Headers)
 	}
 }
 
@@ -316,6 +329,20 @@ func TestBatches(t *testing.T) {
 				t.Fatalf("allowed batch headers %+v", d.Headers)
 			}
 		})
+	}
+}
+
+func TestPolicyMetadataIsNotModified(t *testing.T) {
+	shared := map[string]any{"tier": "pro"}
+	a := NewAuthorizer(&fakePolicy{decide: func(context.Context, *PolicyInput) (Decision, error) {
+		return Decision{Allowed: true, DynamicMetadata: shared}, nil
+	}}, fixedIDs())
+	d, _ := a.Check(context.Background(), &Request{Method: "GET", Path: "/"})
+	if d.DynamicMetadata["decision_id"] != "dec-1" || d.DynamicMetadata["tier"] != "pro" {
+		t.Fatalf("metadata %v", d.DynamicMetadata)
+	}
+	if _, ok := shared["decision_id"]; ok {
+		t.Fatal("the policy's metadata map was written to")
 	}
 }
 

@@ -32,6 +32,10 @@ import (
 
 const ghzModule = "github.com/bojand/ghz/cmd/ghz@v0.120.0"
 
+// defaultGOGC is mcpauthz's default garbage collector setting
+// (runtime.gc_percent).
+const defaultGOGC = 400
+
 // clockTicks is Linux's USER_HZ, the unit of utime and stime in /proc.
 const clockTicks = 100
 
@@ -42,6 +46,7 @@ type options struct {
 	rounds           int
 	ghz              string
 	out              string
+	gogc             string
 }
 
 // result is one target's measurement in one round.
@@ -52,6 +57,7 @@ type result struct {
 	P50         time.Duration `json:"p50_ns"`
 	P99         time.Duration `json:"p99_ns"`
 	CPUPerReq   time.Duration `json:"cpu_per_request_ns"`
+	ClientCPU   time.Duration `json:"client_cpu_per_request_ns"`
 	PeakRSSKiB  int64         `json:"peak_rss_kib"`
 	Errors      int           `json:"errors"`
 	CPUSeconds  float64       `json:"cpu_seconds"`
@@ -67,6 +73,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs both targets, the median round is reported")
 	flag.StringVar(&o.ghz, "ghz", "", "ghz binary (default: go install "+ghzModule+")")
 	flag.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
+	flag.StringVar(&o.gogc, "gogc", "", "GOGC for both servers (default: mcpauthz's own default, given to both)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
@@ -92,6 +99,9 @@ func run(o options) error {
 	}
 	if err := gobuild(root, bin["mcpauthz"], "./cmd/mcpauthz"); err != nil {
 		return err
+	}
+	if o.gogc == "" {
+		o.gogc = strconv.Itoa(defaultGOGC)
 	}
 	if o.ghz == "" {
 		fmt.Println("installing", ghzModule, "…")
@@ -127,9 +137,9 @@ func run(o options) error {
 				return fmt.Errorf("round %d, %s: %w", round, t.name, err)
 			}
 			r.Target = t.name
-			fmt.Printf("round %d  %-9s %9.0f req/s  p50 %8s  p99 %8s  cpu/req %7s  errors %d\n",
+			fmt.Printf("round %d  %-9s %9.0f req/s  p50 %8s  p99 %8s  cpu/req %7s  ghz cpu/req %7s  errors %d\n",
 				round, t.name, r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond),
-				r.CPUPerReq.Round(100*time.Nanosecond), r.Errors)
+				r.CPUPerReq.Round(100*time.Nanosecond), r.ClientCPU.Round(100*time.Nanosecond), r.Errors)
 			results[t.name] = append(results[t.name], r)
 		}
 	}
@@ -176,6 +186,9 @@ func measure(o options, bin string, args func(string) []string, data string) (re
 	}
 	srv := exec.Command(bin, args(addr)...)
 	srv.Stderr = os.Stderr
+	// Both servers run with the same garbage collector setting, so the
+	// ratio measures deciding, not runtime tuning.
+	srv.Env = append(os.Environ(), "GOGC="+o.gogc)
 	if err := srv.Start(); err != nil {
 		return result{}, err
 	}
@@ -217,6 +230,7 @@ func measure(o options, bin string, args func(string) []string, data string) (re
 	}
 	if rep.Count > 0 {
 		r.CPUPerReq = (cpu1 - cpu0) / time.Duration(rep.Count)
+		r.ClientCPU = rep.cpu / time.Duration(rep.Count)
 	}
 	r.PeakRSSKiB, _ = peakRSS(srv.Process.Pid)
 	return r, nil
@@ -254,8 +268,9 @@ func preflight(addr, data string) error {
 }
 
 type ghzReport struct {
-	Count               uint64  `json:"count"`
-	RPS                 float64 `json:"rps"`
+	cpu                 time.Duration // ghz's own CPU time
+	Count               uint64        `json:"count"`
+	RPS                 float64       `json:"rps"`
 	LatencyDistribution []struct {
 		Percentage int           `json:"percentage"`
 		Latency    time.Duration `json:"latency"`
@@ -282,6 +297,7 @@ func ghz(o options, addr, data string, d time.Duration) (ghzReport, error) {
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return ghzReport{}, fmt.Errorf("ghz output: %w", err)
 	}
+	rep.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if rep.Count == 0 {
 		return rep, errors.New("ghz made no requests")
 	}
@@ -338,12 +354,13 @@ func median(rs []result) result {
 
 func report(o options, results map[string][]result) {
 	a, b := median(results["noop"]), median(results["mcpauthz"])
-	fmt.Printf("\nloopback gRPC, %d workers on %d connection(s), %s per round, median of %d rounds\n\n",
-		o.concurrency, o.connections, o.duration, o.rounds)
-	fmt.Printf("%-10s %12s %10s %10s %12s %10s %8s\n", "target", "req/s", "p50", "p99", "cpu/request", "peak RSS", "errors")
+	fmt.Printf("\nloopback gRPC, %d workers on %d connection(s), %s per round, median of %d rounds, GOGC=%s for both servers\n\n",
+		o.concurrency, o.connections, o.duration, o.rounds, o.gogc)
+	fmt.Printf("%-10s %12s %10s %10s %12s %12s %10s %8s\n", "target", "req/s", "p50", "p99", "cpu/request", "ghz cpu/req", "peak RSS", "errors")
 	for _, r := range []result{a, b} {
-		fmt.Printf("%-10s %12.0f %10s %10s %12s %7d KiB %8d\n", r.Target, r.RPS,
-			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.CPUPerReq.Round(100*time.Nanosecond), r.PeakRSSKiB, r.Errors)
+		fmt.Printf("%-10s %12.0f %10s %10s %12s %12s %7d KiB %8d\n", r.Target, r.RPS,
+			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.CPUPerReq.Round(100*time.Nanosecond),
+			r.ClientCPU.Round(100*time.Nanosecond), r.PeakRSSKiB, r.Errors)
 	}
 	fmt.Printf("\nmcpauthz / no-op: throughput %.2f (target ≥ 0.90), CPU per request %.2f× (target ≤ 2.00×)\n",
 		b.RPS/a.RPS, float64(b.CPUPerReq)/float64(a.CPUPerReq))

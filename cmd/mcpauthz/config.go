@@ -85,6 +85,9 @@ type HeadersConfig struct {
 	Roles      string `yaml:"roles"`
 	AuthMethod string `yaml:"auth_method"`
 	DecisionID string `yaml:"decision_id"`
+	// UpstreamDecisionID also sends the decision id header upstream on
+	// allows (Envoy has it in the dynamic metadata regardless).
+	UpstreamDecisionID bool `yaml:"upstream_decision_id"`
 }
 
 // LogConfig configures the operational log (stderr).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -80,6 +81,7 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		extauthz.WithIdentityHeaders(extauthz.IdentityHeaders{
 			Prefix: cfg.Headers.Prefix, User: cfg.Headers.User, Tenant: cfg.Headers.Tenant,
 			Roles: cfg.Headers.Roles, AuthMethod: cfg.Headers.AuthMethod, DecisionID: cfg.Headers.DecisionID,
+			UpstreamDecisionID: cfg.Headers.UpstreamDecisionID,
 		}),
 	}
 	if cfg.DecisionLog.Output != "" {
@@ -163,6 +165,8 @@ func (s *sidecar) buildHTTP() error {
 		PathPrefix:     cfg.PathPrefix,
 		TrustedProxies: proxies,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
+		// The proxy logs it; an empty setting turns it off.
+		DecisionIDHeader: cmp.Or(s.cfg.Headers.DecisionID, "-"),
 	}, s.log)
 	s.http = &http.Server{
 		Handler:           handler,

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -70,6 +71,12 @@ type Config struct {
 	TLS *tls.Config
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
+	// StreamWorkers is the number of goroutines kept to handle checks
+	// (default 64 per CPU). Policy evaluation recurses deeply; a fresh
+	// goroutine per check would grow its stack by copying on every request,
+	// while a kept worker's stack stays grown. Checks beyond the pool get a
+	// goroutine of their own.
+	StreamWorkers int
 }
 
 // Listener runs the ext_authz gRPC server.
@@ -89,8 +96,12 @@ func NewListener(lis net.Listener, svc *Service, cfg Config, log *slog.Logger) *
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	if cfg.StreamWorkers <= 0 {
+		cfg.StreamWorkers = 64 * runtime.GOMAXPROCS(0)
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
+		grpc.NumStreamWorkers(uint32(cfg.StreamWorkers)),
 		// Envoy keeps long-lived HTTP/2 connections to the authorizer
 		// and pings them; allow that, and recycle idle ones.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),

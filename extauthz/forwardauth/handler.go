@@ -60,6 +60,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// DecisionIDHeader names the response header that carries the decision
+	// id on every answer, for the proxy's access log (default
+	// X-Mcpauthz-Decision-Id; "-" for none).
+	DecisionIDHeader string
 }
 
 // Handler answers forward-auth calls. It implements http.Handler.
@@ -70,6 +74,7 @@ type Handler struct {
 	maxBody int64
 	now     func() time.Time
 	log     *slog.Logger
+	idName  string // header carrying the decision id, or ""
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -83,6 +88,13 @@ func NewHandler(checker Checker, cfg Config, log *slog.Logger) *Handler {
 		maxBody: cfg.MaxBodyBytes,
 		now:     cfg.Now,
 		log:     log,
+		idName:  cfg.DecisionIDHeader,
+	}
+	switch h.idName {
+	case "":
+		h.idName = "X-Mcpauthz-Decision-Id"
+	case "-":
+		h.idName = ""
 	}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
@@ -138,6 +150,9 @@ func (h *Handler) decide(r *http.Request) (d extauthz.Decision) {
 // allow.
 func (h *Handler) write(w http.ResponseWriter, d *extauthz.Decision) {
 	hdr := w.Header()
+	if h.idName != "" && d.DecisionID != "" {
+		hdr.Set(h.idName, d.DecisionID)
+	}
 	if d.Allowed {
 		h.setHeaders(hdr, d.Headers, false)
 		h.setHeaders(hdr, d.ResponseHeadersToAdd, true)

@@ -143,6 +143,7 @@ func TestWrite(t *testing.T) {
 				"X-Mcpauthz-Roles":               {"admin,dev"},
 				"X-Envoy-Auth-Headers-To-Remove": {"x-mcpauthz-tenant,x-mcpauthz-other"},
 				"X-Ratelimit-Remaining":          {"9"},
+				"X-Mcpauthz-Decision-Id":         {"d-1"},
 			},
 		},
 		{
