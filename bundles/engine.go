@@ -44,6 +44,8 @@ type Engine struct {
 	now    func() time.Time
 	log    *slog.Logger
 
+	cacheSize int
+
 	mu     sync.Mutex // serializes activations and guards status
 	status Status
 }
@@ -68,6 +70,15 @@ type Snapshot struct {
 	query    ast.Body
 	result   ast.Var
 	input    *InputUse
+	cache    *decisionCache // nil when decisions are not cached
+}
+
+// CacheStats reports the snapshot's decision cache.
+func (s *Snapshot) CacheStats() CacheStats {
+	if s.cache == nil {
+		return CacheStats{}
+	}
+	return CacheStats{Enabled: true, Hits: s.cache.hits.Load(), Misses: s.cache.misses.Load()}
 }
 
 // InputUse returns which parts of the input the snapshot's policy can read.
@@ -78,6 +89,13 @@ type EngineOption func(*Engine)
 
 // WithEngineLogger sets the operational logger (default: discard).
 func WithEngineLogger(l *slog.Logger) EngineOption { return func(e *Engine) { e.log = l } }
+
+// WithDecisionCache sets how many decisions a snapshot remembers (default
+// DefaultDecisionCacheSize; 0 turns the cache off). Decisions are cached
+// only for policies that call no clock-, randomness- or network-dependent
+// builtin, keyed by the whole input the policy can read, and forgotten
+// when a new bundle is activated.
+func WithDecisionCache(size int) EngineOption { return func(e *Engine) { e.cacheSize = size } }
 
 // WithEngineClock sets the clock (default time.Now).
 func WithEngineClock(now func() time.Time) EngineOption { return func(e *Engine) { e.now = now } }
@@ -90,7 +108,7 @@ func NewEngine(path string, opts ...EngineOption) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{path: ref, pathS: ref.String(), now: time.Now, log: slog.New(slog.DiscardHandler)}
+	e := &Engine{path: ref, pathS: ref.String(), now: time.Now, log: slog.New(slog.DiscardHandler), cacheSize: DefaultDecisionCacheSize}
 	for _, o := range opts {
 		o(e)
 	}
@@ -205,7 +223,7 @@ func (e *Engine) compile(ctx context.Context, b *bundle.Bundle, source string) (
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: compiling the decision query: %w", source, err)
 	}
-	return &Snapshot{
+	snap := &Snapshot{
 		Revision: Revision(b),
 		Source:   source,
 		compiler: c,
@@ -213,7 +231,11 @@ func (e *Engine) compile(ctx context.Context, b *bundle.Bundle, source string) (
 		query:    query,
 		result:   result,
 		input:    analyzeInputUse(c),
-	}, nil
+	}
+	if e.cacheSize > 0 && pure(c) && worthCaching(snap.input) {
+		snap.cache = newDecisionCache(e.cacheSize)
+	}
+	return snap, nil
 }
 
 // checkDefined makes sure the decision path names a rule or data in the
@@ -250,8 +272,23 @@ func (e *Engine) Eval(ctx context.Context, input *ast.Term) (*ast.Term, *Snapsho
 	return t, snap, err
 }
 
-// Eval evaluates the decision for input at the given time.
+// Eval evaluates the decision for input at the given time, or returns the
+// decision already made for an equal input.
 func (s *Snapshot) Eval(ctx context.Context, input *ast.Term, now time.Time) (*ast.Term, error) {
+	if s.cache == nil {
+		return s.eval(ctx, input, now)
+	}
+	if t := s.cache.get(input); t != nil {
+		return t, nil
+	}
+	t, err := s.eval(ctx, input, now)
+	if err == nil {
+		s.cache.put(input, t)
+	}
+	return t, err
+}
+
+func (s *Snapshot) eval(ctx context.Context, input *ast.Term, now time.Time) (*ast.Term, error) {
 	txn, err := s.store.NewTransaction(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("opening a read transaction: %w", err)

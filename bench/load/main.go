@@ -1,8 +1,16 @@
-// Command load measures mcpauthz over loopback gRPC against a no-op
-// ext_authz server in the same run: it builds both, drives each with ghz
-// (pinned to v0.120.0) sending the same MCP tools/call CheckRequest, reads
-// the server's CPU time from /proc, and prints throughput, p50, p99, CPU
-// per request and peak RSS, and the ratios mcpauthz / no-op.
+// Command load measures mcpauthz over loopback gRPC against no-op ext_authz
+// servers in the same run. It builds the servers, drives each with ghz
+// (pinned to v0.120.0) sending the same mix of MCP tools/call
+// CheckRequests, reads each server's CPU time from /proc, and prints
+// throughput, p50, p99, server and client CPU per request and peak RSS, and
+// the ratios mcpauthz / no-op.
+//
+// Two baselines are measured. "noop" answers every check with an empty OK:
+// the cost of the gRPC layer alone. "noop-answer" answers with the very
+// response mcpauthz gives (its headers and dynamic metadata): the same
+// bytes on the wire, so mcpauthz / noop-answer is the cost of deciding
+// alone. ghz decodes responses with dynamic messages, so a larger answer
+// costs the client noticeably.
 //
 //	go run ./bench/load -duration 15s -rounds 3
 package main
@@ -32,8 +40,8 @@ import (
 
 const ghzModule = "github.com/bojand/ghz/cmd/ghz@v0.120.0"
 
-// defaultGOGC is mcpauthz's default garbage collector setting
-// (runtime.gc_percent).
+// defaultGOGC is mcpauthz's default garbage collector setting; every server
+// in the run gets the same one.
 const defaultGOGC = 400
 
 // clockTicks is Linux's USER_HZ, the unit of utime and stime in /proc.
@@ -44,6 +52,7 @@ type options struct {
 	concurrency      int
 	connections      int
 	rounds           int
+	variants         int
 	ghz              string
 	out              string
 	gogc             string
@@ -51,17 +60,21 @@ type options struct {
 
 // result is one target's measurement in one round.
 type result struct {
-	Target      string        `json:"target"`
-	Requests    uint64        `json:"requests"`
-	RPS         float64       `json:"rps"`
-	P50         time.Duration `json:"p50_ns"`
-	P99         time.Duration `json:"p99_ns"`
-	CPUPerReq   time.Duration `json:"cpu_per_request_ns"`
-	ClientCPU   time.Duration `json:"client_cpu_per_request_ns"`
-	PeakRSSKiB  int64         `json:"peak_rss_kib"`
-	Errors      int           `json:"errors"`
-	CPUSeconds  float64       `json:"cpu_seconds"`
-	WallSeconds float64       `json:"wall_seconds"`
+	Target     string        `json:"target"`
+	Requests   uint64        `json:"requests"`
+	RPS        float64       `json:"rps"`
+	P50        time.Duration `json:"p50_ns"`
+	P99        time.Duration `json:"p99_ns"`
+	CPUPerReq  time.Duration `json:"cpu_per_request_ns"`
+	ClientCPU  time.Duration `json:"client_cpu_per_request_ns"`
+	PeakRSSKiB int64         `json:"peak_rss_kib"`
+	Errors     int           `json:"errors"`
+}
+
+type target struct {
+	name string
+	bin  string
+	args func(addr string) []string
 }
 
 func main() {
@@ -69,11 +82,12 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measured load per target and round")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before each measurement")
 	flag.IntVar(&o.concurrency, "c", 50, "concurrent ghz workers")
-	flag.IntVar(&o.connections, "connections", 1, "gRPC connections (Envoy multiplexes checks on few)")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs both targets, the median round is reported")
+	flag.IntVar(&o.connections, "connections", 2, "gRPC connections (Envoy opens one per worker thread)")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every target, the median round is reported")
+	flag.IntVar(&o.variants, "variants", 64, "distinct requests in the mix, sent round-robin")
 	flag.StringVar(&o.ghz, "ghz", "", "ghz binary (default: go install "+ghzModule+")")
 	flag.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
-	flag.StringVar(&o.gogc, "gogc", "", "GOGC for both servers (default: mcpauthz's own default, given to both)")
+	flag.StringVar(&o.gogc, "gogc", strconv.Itoa(defaultGOGC), "GOGC for every server")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
@@ -93,15 +107,12 @@ func run(o options) error {
 	defer os.RemoveAll(tmp)
 
 	fmt.Println("building mcpauthz and the no-op server …")
-	bin := map[string]string{"noop": filepath.Join(tmp, "noopauthz"), "mcpauthz": filepath.Join(tmp, "mcpauthz")}
-	if err := gobuild(root, bin["noop"], "./bench/noopauthz"); err != nil {
+	noopBin, mcpBin := filepath.Join(tmp, "noopauthz"), filepath.Join(tmp, "mcpauthz")
+	if err := gobuild(root, noopBin, "./bench/noopauthz"); err != nil {
 		return err
 	}
-	if err := gobuild(root, bin["mcpauthz"], "./cmd/mcpauthz"); err != nil {
+	if err := gobuild(root, mcpBin, "./cmd/mcpauthz"); err != nil {
 		return err
-	}
-	if o.gogc == "" {
-		o.gogc = strconv.Itoa(defaultGOGC)
 	}
 	if o.ghz == "" {
 		fmt.Println("installing", ghzModule, "…")
@@ -114,36 +125,54 @@ func run(o options) error {
 		}
 		o.ghz = filepath.Join(gobin, "ghz")
 	}
-	data, err := os.ReadFile(filepath.Join(root, "bench/rbac/checkrequest.json"))
+
+	template, err := os.ReadFile(filepath.Join(root, "bench/rbac/checkrequest.json"))
 	if err != nil {
 		return err
 	}
-
-	targets := []struct {
-		name string
-		args func(addr string) []string
-	}{
-		{"noop", func(addr string) []string { return []string{"-addr", addr} }},
-		{"mcpauthz", func(addr string) []string {
-			return []string{"serve", "--grpc-addr", addr, "--http-addr", "off", "--log-level", "warn",
-				"--bundle", filepath.Join(root, "bench/rbac")}
-		}},
+	mix, err := requestMix(template, o.variants)
+	if err != nil {
+		return err
 	}
+	dataFile := filepath.Join(tmp, "requests.json")
+	if err := writeMix(dataFile, mix); err != nil {
+		return err
+	}
+
+	mcp := target{"mcpauthz", mcpBin, func(addr string) []string {
+		return []string{"serve", "--grpc-addr", addr, "--http-addr", "off", "--log-level", "error",
+			"--bundle", filepath.Join(root, "bench/rbac")}
+	}}
+	// The canned answer is mcpauthz's own answer to the first request.
+	answer, err := capture(o, mcp, mix[0])
+	if err != nil {
+		return fmt.Errorf("capturing mcpauthz's answer: %w", err)
+	}
+	answerFile := filepath.Join(tmp, "answer.json")
+	if err := os.WriteFile(answerFile, answer, 0o600); err != nil {
+		return err
+	}
+	targets := []target{
+		{"noop", noopBin, func(addr string) []string { return []string{"-addr", addr} }},
+		{"noop-answer", noopBin, func(addr string) []string { return []string{"-addr", addr, "-response", answerFile} }},
+		mcp,
+	}
+
 	results := map[string][]result{}
 	for round := 1; round <= o.rounds; round++ {
 		for _, t := range targets {
-			r, err := measure(o, bin[t.name], t.args, string(data))
+			r, err := measure(o, t, dataFile, mix)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", round, t.name, err)
 			}
 			r.Target = t.name
-			fmt.Printf("round %d  %-9s %9.0f req/s  p50 %8s  p99 %8s  cpu/req %7s  ghz cpu/req %7s  errors %d\n",
+			fmt.Printf("round %d  %-12s %8.0f req/s  p50 %8s  p99 %8s  cpu/req %7s  ghz cpu/req %7s  errors %d\n",
 				round, t.name, r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond),
 				r.CPUPerReq.Round(100*time.Nanosecond), r.ClientCPU.Round(100*time.Nanosecond), r.Errors)
 			results[t.name] = append(results[t.name], r)
 		}
 	}
-	report(o, results)
+	report(o, targets, results)
 	if o.out != "" {
 		b, _ := json.MarshalIndent(results, "", "  ")
 		if err := os.WriteFile(o.out, b, 0o644); err != nil {
@@ -151,6 +180,52 @@ func run(o options) error {
 		}
 	}
 	return nil
+}
+
+// requestMix makes n variants of the template: different roles, tools,
+// sessions, request and JSON-RPC ids and arguments, all allowed by the
+// RBAC bundle.
+func requestMix(template []byte, n int) ([]*authv3.CheckRequest, error) {
+	grants := []struct{ role, tool string }{
+		{"member", "echo"}, {"member", "search"}, {"member", "summarize"},
+		{"viewer", "search"},
+		{"admin", "echo"}, {"admin", "search"}, {"admin", "summarize"}, {"admin", "delete"},
+	}
+	out := make([]*authv3.CheckRequest, n)
+	for i := range out {
+		var cr authv3.CheckRequest
+		if err := protojson.Unmarshal(template, &cr); err != nil {
+			return nil, fmt.Errorf("the check request template: %w", err)
+		}
+		g := grants[i%len(grants)]
+		h := cr.Attributes.Request.Http
+		id := fmt.Sprintf("%08x-5e6f-4a8b-9c0d-%012x", i*7919, i)
+		h.Id = id
+		h.Headers["x-request-id"] = id
+		h.Headers["x-role"] = g.role
+		h.Headers["mcp-session-id"] = fmt.Sprintf("sess-%d", i%16)
+		h.Body = fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q,"arguments":{"query":"report %d","limit":%d}}}`,
+			i+1, g.tool, i, 10+i%5)
+		out[i] = &cr
+	}
+	return out, nil
+}
+
+func writeMix(path string, mix []*authv3.CheckRequest) error {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, cr := range mix {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		j, err := protojson.Marshal(cr)
+		if err != nil {
+			return err
+		}
+		b.Write(j)
+	}
+	b.WriteByte(']')
+	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 func repoRoot() (string, error) {
@@ -177,46 +252,96 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// measure starts a server, checks it answers the request with an allow,
-// warms it up, then drives it with ghz and reads its CPU time.
-func measure(o options, bin string, args func(string) []string, data string) (result, error) {
+// start runs a target on a free loopback port.
+func start(o options, t target) (*exec.Cmd, string, error) {
 	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	srv := exec.Command(t.bin, t.args(addr)...)
+	srv.Stderr = os.Stderr
+	srv.Env = append(os.Environ(), "GOGC="+o.gogc)
+	if err := srv.Start(); err != nil {
+		return nil, "", err
+	}
+	return srv, addr, nil
+}
+
+func stop(srv *exec.Cmd) {
+	srv.Process.Signal(syscall.SIGTERM)
+	srv.Wait()
+}
+
+// capture returns a target's answer to one request, as protojson.
+func capture(o options, t target, cr *authv3.CheckRequest) ([]byte, error) {
+	srv, addr, err := start(o, t)
+	if err != nil {
+		return nil, err
+	}
+	defer stop(srv)
+	resp, err := check(addr, cr, 20*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return protojson.Marshal(resp)
+}
+
+// check waits for a server and sends one request.
+func check(addr string, cr *authv3.CheckRequest, wait time.Duration) (*authv3.CheckResponse, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+	deadline := time.Now().Add(wait)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := client.Check(ctx, cr)
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("server did not answer: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// measure starts a server, checks that it allows every request of the mix,
+// warms it up, then drives it with ghz and reads its CPU time.
+func measure(o options, t target, dataFile string, mix []*authv3.CheckRequest) (result, error) {
+	srv, addr, err := start(o, t)
 	if err != nil {
 		return result{}, err
 	}
-	srv := exec.Command(bin, args(addr)...)
-	srv.Stderr = os.Stderr
-	// Both servers run with the same garbage collector setting, so the
-	// ratio measures deciding, not runtime tuning.
-	srv.Env = append(os.Environ(), "GOGC="+o.gogc)
-	if err := srv.Start(); err != nil {
-		return result{}, err
+	defer stop(srv)
+	for i, cr := range mix {
+		resp, err := check(addr, cr, 20*time.Second)
+		if err != nil {
+			return result{}, err
+		}
+		if resp.GetStatus().GetCode() != int32(codes.OK) {
+			return result{}, fmt.Errorf("request %d of the mix is denied: %v", i, resp)
+		}
 	}
-	defer func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-	}()
-	if err := preflight(addr, data); err != nil {
-		return result{}, err
-	}
-	if _, err := ghz(o, addr, data, o.warmup); err != nil {
+	if _, err := ghz(o, addr, dataFile, o.warmup); err != nil {
 		return result{}, fmt.Errorf("warm-up: %w", err)
 	}
 	cpu0, err := cpuTime(srv.Process.Pid)
 	if err != nil {
 		return result{}, err
 	}
-	start := time.Now()
-	rep, err := ghz(o, addr, data, o.duration)
+	rep, err := ghz(o, addr, dataFile, o.duration)
 	if err != nil {
 		return result{}, err
 	}
-	wall := time.Since(start)
 	cpu1, err := cpuTime(srv.Process.Pid)
 	if err != nil {
 		return result{}, err
 	}
-	r := result{Requests: rep.Count, RPS: rep.RPS, CPUSeconds: (cpu1 - cpu0).Seconds(), WallSeconds: wall.Seconds()}
+	r := result{Requests: rep.Count, RPS: rep.RPS}
 	for _, l := range rep.LatencyDistribution {
 		switch l.Percentage {
 		case 50:
@@ -228,43 +353,10 @@ func measure(o options, bin string, args func(string) []string, data string) (re
 	for _, n := range rep.ErrorDistribution {
 		r.Errors += n
 	}
-	if rep.Count > 0 {
-		r.CPUPerReq = (cpu1 - cpu0) / time.Duration(rep.Count)
-		r.ClientCPU = rep.cpu / time.Duration(rep.Count)
-	}
+	r.CPUPerReq = (cpu1 - cpu0) / time.Duration(rep.Count)
+	r.ClientCPU = rep.cpu / time.Duration(rep.Count)
 	r.PeakRSSKiB, _ = peakRSS(srv.Process.Pid)
 	return r, nil
-}
-
-// preflight waits for the server and makes sure the request is allowed, so
-// the run measures allows, not errors or denials.
-func preflight(addr, data string) error {
-	var cr authv3.CheckRequest
-	if err := protojson.Unmarshal([]byte(data), &cr); err != nil {
-		return fmt.Errorf("the check request: %w", err)
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, err := client.Check(ctx, &cr)
-		cancel()
-		if err == nil {
-			if resp.GetStatus().GetCode() != int32(codes.OK) {
-				return fmt.Errorf("the benchmark request is denied: %v", resp)
-			}
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("server did not answer: %w", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 type ghzReport struct {
@@ -278,10 +370,10 @@ type ghzReport struct {
 	ErrorDistribution map[string]int `json:"errorDistribution"`
 }
 
-func ghz(o options, addr, data string, d time.Duration) (ghzReport, error) {
+func ghz(o options, addr, dataFile string, d time.Duration) (ghzReport, error) {
 	cmd := exec.Command(o.ghz, "--insecure",
 		"--call", "envoy.service.auth.v3.Authorization/Check",
-		"-d", data,
+		"-D", dataFile,
 		"-c", strconv.Itoa(o.concurrency),
 		"--connections", strconv.Itoa(o.connections),
 		"-z", d.String(),
@@ -297,10 +389,10 @@ func ghz(o options, addr, data string, d time.Duration) (ghzReport, error) {
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return ghzReport{}, fmt.Errorf("ghz output: %w", err)
 	}
-	rep.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if rep.Count == 0 {
 		return rep, errors.New("ghz made no requests")
 	}
+	rep.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return rep, nil
 }
 
@@ -310,7 +402,7 @@ func cpuTime(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	// Fields after the command name, which is in parentheses.
+	// The fields after the command name, which is in parentheses.
 	s := string(b)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	if len(fields) < 13 {
@@ -352,16 +444,23 @@ func median(rs []result) result {
 	return s[len(s)/2]
 }
 
-func report(o options, results map[string][]result) {
-	a, b := median(results["noop"]), median(results["mcpauthz"])
-	fmt.Printf("\nloopback gRPC, %d workers on %d connection(s), %s per round, median of %d rounds, GOGC=%s for both servers\n\n",
-		o.concurrency, o.connections, o.duration, o.rounds, o.gogc)
-	fmt.Printf("%-10s %12s %10s %10s %12s %12s %10s %8s\n", "target", "req/s", "p50", "p99", "cpu/request", "ghz cpu/req", "peak RSS", "errors")
-	for _, r := range []result{a, b} {
-		fmt.Printf("%-10s %12.0f %10s %10s %12s %12s %7d KiB %8d\n", r.Target, r.RPS,
+func report(o options, targets []target, results map[string][]result) {
+	fmt.Printf("\nloopback gRPC, %d ghz workers on %d connections, %d distinct requests, %s per round, median of %d rounds, GOGC=%s for every server\n\n",
+		o.concurrency, o.connections, o.variants, o.duration, o.rounds, o.gogc)
+	fmt.Printf("%-12s %10s %10s %10s %12s %12s %11s %7s\n", "target", "req/s", "p50", "p99", "server cpu", "ghz cpu", "peak RSS", "errors")
+	med := map[string]result{}
+	for _, t := range targets {
+		r := median(results[t.name])
+		med[t.name] = r
+		fmt.Printf("%-12s %10.0f %10s %10s %12s %12s %7d KiB %7d\n", r.Target, r.RPS,
 			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.CPUPerReq.Round(100*time.Nanosecond),
 			r.ClientCPU.Round(100*time.Nanosecond), r.PeakRSSKiB, r.Errors)
 	}
-	fmt.Printf("\nmcpauthz / no-op: throughput %.2f (target ≥ 0.90), CPU per request %.2f× (target ≤ 2.00×)\n",
-		b.RPS/a.RPS, float64(b.CPUPerReq)/float64(a.CPUPerReq))
+	m := med["mcpauthz"]
+	for _, base := range []string{"noop", "noop-answer"} {
+		b := med[base]
+		fmt.Printf("\nmcpauthz / %-11s throughput %.2f (target ≥ 0.90)   server CPU per request %.2f× (target ≤ 2.00×)",
+			base+":", m.RPS/b.RPS, float64(m.CPUPerReq)/float64(b.CPUPerReq))
+	}
+	fmt.Println()
 }

@@ -69,6 +69,9 @@ type PolicyConfig struct {
 	// FullInput builds the whole input for every decision rather than the
 	// parts the policy reads (slower; for debugging).
 	FullInput bool `yaml:"full_input"`
+	// DecisionCache is how many decisions of a pure policy are remembered,
+	// keyed by the input the policy reads; 0 turns the cache off.
+	DecisionCache int `yaml:"decision_cache"`
 }
 
 // MCPConfig tunes MCP parsing.
@@ -135,9 +138,10 @@ func Defaults() Config {
 			MaxBodyBytes:   1 << 20,
 		},
 		Policy: PolicyConfig{
-			DecisionPath: bundles.DefaultDecisionPath,
-			Watch:        true,
-			Timeout:      Duration(extauthz.DefaultTimeout),
+			DecisionPath:  bundles.DefaultDecisionPath,
+			Watch:         true,
+			Timeout:       Duration(extauthz.DefaultTimeout),
+			DecisionCache: bundles.DefaultDecisionCacheSize,
 		},
 		MCP: MCPConfig{Paths: slices.Clone(extauthz.DefaultMCPPaths)},
 		Headers: HeadersConfig{
@@ -295,6 +299,9 @@ func (c *Config) Validate() error {
 	}
 	if t := time.Duration(c.Policy.Timeout); t <= 0 || t > 10*time.Second {
 		bad("policy.timeout: %s is outside (0, 10s]", t)
+	}
+	if c.Policy.DecisionCache < 0 || c.Policy.DecisionCache > 1<<22 {
+		bad("policy.decision_cache: %d is outside [0, 4194304]", c.Policy.DecisionCache)
 	}
 	for _, p := range c.MCP.Paths {
 		if !strings.HasPrefix(p, "/") {

@@ -55,7 +55,8 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		}
 	}()
 
-	s.engine, err = bundles.NewEngine(cfg.Policy.DecisionPath, bundles.WithEngineLogger(log))
+	s.engine, err = bundles.NewEngine(cfg.Policy.DecisionPath,
+		bundles.WithEngineLogger(log), bundles.WithDecisionCache(cfg.Policy.DecisionCache))
 	if err != nil {
 		return nil, err
 	}

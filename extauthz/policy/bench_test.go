@@ -52,9 +52,9 @@ func toolsCallRequest() *extauthz.Request {
 // rbacBundle is the small RBAC policy the load test uses too.
 const rbacBundle = "../../bench/rbac"
 
-func loadEngine(tb testing.TB, path string) *bundles.Engine {
+func loadEngine(tb testing.TB, path string, opts ...bundles.EngineOption) *bundles.Engine {
 	tb.Helper()
-	e, err := bundles.NewEngine(bundles.DefaultDecisionPath)
+	e, err := bundles.NewEngine(bundles.DefaultDecisionPath, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -69,18 +69,27 @@ func loadEngine(tb testing.TB, path string) *bundles.Engine {
 }
 
 // BenchmarkCheckToolsCall is one in-process decision for an MCP tools/call
-// POST with a small RBAC policy: parse, input, evaluation, mapping.
+// POST with a small RBAC policy: parse, input, evaluation, mapping. The
+// uncached run evaluates the policy every time; the cached one finds the
+// decision for the same role and tool in the decision cache.
 func BenchmarkCheckToolsCall(b *testing.B) {
-	e := loadEngine(b, rbacBundle)
-	ids, _ := extauthz.NewDecisionIDs(rand.Reader)
-	a := extauthz.NewAuthorizer(policy.NewEvaluator(e), ids.Next)
-	req := toolsCallRequest()
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		d, err := a.Check(ctx, req)
-		if err != nil || !d.Allowed {
-			b.Fatal(d, err)
-		}
+	for _, bc := range []struct {
+		name string
+		size int
+	}{{"uncached", 0}, {"cached", bundles.DefaultDecisionCacheSize}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := loadEngine(b, rbacBundle, bundles.WithDecisionCache(bc.size))
+			ids, _ := extauthz.NewDecisionIDs(rand.Reader)
+			a := extauthz.NewAuthorizer(policy.NewEvaluator(e), ids.Next)
+			req := toolsCallRequest()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := a.Check(ctx, req)
+				if err != nil || !d.Allowed {
+					b.Fatal(d, err)
+				}
+			}
+		})
 	}
 }
