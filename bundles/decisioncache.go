@@ -1,6 +1,7 @@
 package bundles
 
 import (
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 
@@ -77,10 +78,10 @@ func worthCaching(use *InputUse) bool {
 	return !attrs.Whole() && !req.Whole() && !http.Whole() && !headers.Whole()
 }
 
-// decisionCache remembers the decisions of one snapshot, keyed by the
-// whole (pruned) input the policy saw. It is used only for pure policies,
-// for which the same input yields the same decision. Lookups compare inputs
-// in full: a hash match alone never returns a decision.
+// decisionCache remembers the decisions of one snapshot, keyed by an
+// encoding of the whole (pruned) input the policy saw, which the evaluator
+// computes. It is used only for pure policies, for which the same input
+// yields the same decision. Keys are compared in full.
 type decisionCache struct {
 	shards   [cacheShards]cacheShard
 	perShard int
@@ -88,76 +89,54 @@ type decisionCache struct {
 	misses   atomic.Uint64
 }
 
-const (
-	cacheShards = 32
-	// maxBucket bounds the inputs kept per hash, so crafted collisions
-	// cannot make a lookup scan far.
-	maxBucket = 4
-)
+const cacheShards = 32
 
 type cacheShard struct {
 	mu sync.RWMutex
-	m  map[int][]decisionEntry
-	n  int
-}
-
-type decisionEntry struct {
-	input, result *ast.Term
+	m  map[string]any
 }
 
 func newDecisionCache(size int) *decisionCache {
 	c := &decisionCache{perShard: max(size/cacheShards, 1)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[int][]decisionEntry)
+		c.shards[i].m = make(map[string]any)
 	}
 	return c
 }
 
-func (c *decisionCache) shard(h int) *cacheShard {
-	return &c.shards[uint(h)%cacheShards]
+func (c *decisionCache) shard(key []byte) *cacheShard {
+	return &c.shards[maphash.Bytes(cacheSeed, key)%cacheShards]
 }
 
-func (c *decisionCache) get(input *ast.Term) *ast.Term {
-	h := input.Hash()
-	s := c.shard(h)
+var cacheSeed = maphash.MakeSeed()
+
+func (c *decisionCache) get(key []byte) (any, bool) {
+	s := c.shard(key)
 	s.mu.RLock()
-	for _, e := range s.m[h] {
-		if e.input.Equal(input) {
-			s.mu.RUnlock()
-			c.hits.Add(1)
-			return e.result
-		}
-	}
+	v, ok := s.m[string(key)]
 	s.mu.RUnlock()
-	c.misses.Add(1)
-	return nil
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return v, ok
 }
 
-func (c *decisionCache) put(input, result *ast.Term) {
-	h := input.Hash()
-	s := c.shard(h)
+func (c *decisionCache) put(key []byte, v any) {
+	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	bucket := s.m[h]
-	for _, e := range bucket {
-		if e.input.Equal(input) {
-			return
-		}
-	}
-	if len(bucket) >= maxBucket {
-		bucket[0] = decisionEntry{input, result}
+	if _, ok := s.m[string(key)]; ok {
 		return
 	}
-	if s.n >= c.perShard {
-		// Evict an arbitrary bucket: map iteration order is random.
-		for k, b := range s.m {
-			s.n -= len(b)
+	if len(s.m) >= c.perShard {
+		for k := range s.m { // map iteration order is random: evict any
 			delete(s.m, k)
 			break
 		}
 	}
-	s.m[h] = append(bucket, decisionEntry{input, result})
-	s.n++
+	s.m[string(key)] = v
 }
 
 // CacheStats counts decision cache lookups of a snapshot.

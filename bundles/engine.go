@@ -272,23 +272,28 @@ func (e *Engine) Eval(ctx context.Context, input *ast.Term) (*ast.Term, *Snapsho
 	return t, snap, err
 }
 
-// Eval evaluates the decision for input at the given time, or returns the
-// decision already made for an equal input.
-func (s *Snapshot) Eval(ctx context.Context, input *ast.Term, now time.Time) (*ast.Term, error) {
+// Cacheable reports whether the snapshot remembers decisions: its policy
+// is pure (a function of input and data) and the cache is on.
+func (s *Snapshot) Cacheable() bool { return s.cache != nil }
+
+// Cached returns what Remember stored for key. The key must identify the
+// whole input the policy reads: equal keys for equal inputs only.
+func (s *Snapshot) Cached(key []byte) (any, bool) {
 	if s.cache == nil {
-		return s.eval(ctx, input, now)
+		return nil, false
 	}
-	if t := s.cache.get(input); t != nil {
-		return t, nil
-	}
-	t, err := s.eval(ctx, input, now)
-	if err == nil {
-		s.cache.put(input, t)
-	}
-	return t, err
+	return s.cache.get(key)
 }
 
-func (s *Snapshot) eval(ctx context.Context, input *ast.Term, now time.Time) (*ast.Term, error) {
+// Remember stores a decision for key. The value must not change later.
+func (s *Snapshot) Remember(key []byte, v any) {
+	if s.cache != nil {
+		s.cache.put(key, v)
+	}
+}
+
+// Eval evaluates the decision for input at the given time.
+func (s *Snapshot) Eval(ctx context.Context, input *ast.Term, now time.Time) (*ast.Term, error) {
 	txn, err := s.store.NewTransaction(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("opening a read transaction: %w", err)
@@ -297,6 +302,7 @@ func (s *Snapshot) eval(ctx context.Context, input *ast.Term, now time.Time) (*a
 
 	cache := getRuleCache()
 	defer putRuleCache(cache)
+	cache.cancel.ctx = ctx
 
 	var result *ast.Term
 	n := 0
@@ -305,7 +311,7 @@ func (s *Snapshot) eval(ctx context.Context, input *ast.Term, now time.Time) (*a
 		WithStore(s.store).
 		WithTransaction(txn).
 		WithInput(input).
-		WithCancel(ctxCancel{ctx.Done()}).
+		WithCancel(&cache.cancel).
 		WithVirtualCache(cache).
 		WithTime(now).
 		WithMetrics(noMetrics).

@@ -1,6 +1,7 @@
 package bundles
 
 import (
+	"context"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -16,6 +17,7 @@ type ruleCache struct {
 	frames  []int // start index in entries of each pushed frame
 	entries []cacheEntry
 	terms   []*ast.Term // backing store for the refs of entries
+	cancel  ctxCancel   // the evaluation's cancellation, pooled with it
 }
 
 type cacheEntry struct {
@@ -37,6 +39,7 @@ func getRuleCache() *ruleCache {
 func putRuleCache(c *ruleCache) {
 	clear(c.entries)
 	clear(c.terms)
+	c.cancel = ctxCancel{}
 	c.frames, c.entries, c.terms = c.frames[:0], c.entries[:0], c.terms[:0]
 	ruleCaches.Put(c)
 }
@@ -105,17 +108,30 @@ func (c *ruleCache) Keys() []ast.Ref {
 	return keys
 }
 
-// ctxCancel tells the evaluator to stop once the context is done, without
-// a goroutine or callback per evaluation.
-type ctxCancel struct{ done <-chan struct{} }
+// ctxCancel tells the evaluator to stop once the context is done. It
+// polls ctx.Err, every few steps, rather than waiting on ctx.Done: no
+// goroutine or callback per evaluation, and no timer armed by asking for
+// Done.
+type ctxCancel struct {
+	ctx   context.Context
+	polls uint32
+	done  bool
+}
 
-func (ctxCancel) Cancel() {}
+var _ topdown.Cancel = (*ctxCancel)(nil)
 
-func (c ctxCancel) Cancelled() bool {
-	select {
-	case <-c.done:
+// pollEvery is how many evaluation steps pass between looks at the context.
+const pollEvery = 16
+
+func (c *ctxCancel) Cancel() { c.done = true }
+
+func (c *ctxCancel) Cancelled() bool {
+	if c.done {
 		return true
-	default:
-		return false
 	}
+	c.polls++
+	if c.polls%pollEvery == 0 && c.ctx.Err() != nil {
+		c.done = true
+	}
+	return c.done
 }

@@ -122,8 +122,10 @@ func NewAuthorizer(policy PolicyEvaluator, ids func() string, opts ...Option) *A
 func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) {
 	start := a.now()
 	id := a.ids()
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
+	// The budget runs on real time; the injectable clock stamps decisions.
+	b := newBudget(ctx, a.timeout, time.Now)
+	defer b.release()
+	ctx = b
 
 	in := PolicyInput{Request: req, DecisionID: id, Record: a.record}
 	var res PolicyResult

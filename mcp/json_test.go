@@ -168,3 +168,14 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeJSON(b *testing.B) {
+	body := `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"search","arguments":{"query":"quarterly report","limit":10}}}`
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := DecodeJSON(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

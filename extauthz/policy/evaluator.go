@@ -8,7 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
@@ -55,11 +59,26 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *extauthz.PolicyInput) (ext
 	if e.fullInput {
 		use = bundles.AllInput
 	}
-	input := buildInput(in, use, now)
 	if in.Record {
 		res.Input = &inputDoc{in: *in, now: now}
 	}
-	t, err := snap.Eval(ctx, input, now)
+
+	var key *[]byte
+	if snap.Cacheable() {
+		key = keyBuffers.Get().(*[]byte)
+		defer keyBuffers.Put(key)
+		*key = inputKey((*key)[:0], in, use, now)
+		if v, ok := snap.Cached(*key); ok {
+			c := v.(*cached)
+			if in.Record {
+				res.Result = termDoc{c.result}
+			}
+			res.Decision = c.decision
+			return res, nil
+		}
+	}
+
+	t, err := snap.Eval(ctx, buildInput(in, use, now), now)
 	switch {
 	case errors.Is(err, bundles.ErrUndefined):
 		return res, fmt.Errorf("%w at %s", extauthz.ErrPolicyUndefined, res.Path)
@@ -70,5 +89,28 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *extauthz.PolicyInput) (ext
 		res.Result = termDoc{t}
 	}
 	res.Decision, err = decision(t.Value)
+	if err == nil && key != nil {
+		snap.Remember(*key, &cached{result: t, decision: clip(res.Decision)})
+	}
 	return res, err
+}
+
+// cached is a remembered decision. It is shared by every request with the
+// same key, so neither part may be modified.
+type cached struct {
+	result   *ast.Term
+	decision extauthz.Decision
+}
+
+// keyBuffers pools the buffers cache keys are built in.
+var keyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// clip makes a shared decision safe to append to: every append reallocates.
+func clip(d extauthz.Decision) extauthz.Decision {
+	d.Headers = slices.Clip(d.Headers)
+	d.ResponseHeadersToAdd = slices.Clip(d.ResponseHeadersToAdd)
+	d.RequestHeadersToRemove = slices.Clip(d.RequestHeadersToRemove)
+	d.QueryParametersToSet = slices.Clip(d.QueryParametersToSet)
+	d.QueryParametersToRemove = slices.Clip(d.QueryParametersToRemove)
+	return d
 }

@@ -1,9 +1,12 @@
 package policy
 
 import (
+	"cmp"
 	"encoding/base64"
+	"encoding/binary"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,11 +74,26 @@ var keys = func() map[string]*ast.Term {
 
 // builder makes the terms of one input document. It allocates terms in
 // slabs so a document costs a few allocations rather than one per term.
+//
+// In key mode (key != nil) it builds no terms: it appends a compact
+// encoding of the same document to *key, for the decision cache. Every
+// value and member name the document would hold is appended, as
+// self-delimiting tokens, so equal keys mean equal documents; the converse
+// need not hold (member order, for one, shows in the key), which costs only
+// a cache miss.
 type builder struct {
 	slab []ast.Term
+	key  *[]byte
 }
 
+// keyed is what a builder in key mode returns for a value it appended.
+var keyed = &ast.Term{Value: ast.Null{}}
+
 func (b *builder) term(v ast.Value) *ast.Term {
+	if b.key != nil {
+		b.encode(v)
+		return keyed
+	}
 	if len(b.slab) == cap(b.slab) {
 		b.slab = make([]ast.Term, 0, 32)
 	}
@@ -84,10 +102,81 @@ func (b *builder) term(v ast.Value) *ast.Term {
 }
 
 func (b *builder) str(s string) *ast.Term {
+	if b.key != nil {
+		b.token('s', s)
+		return keyed
+	}
 	if t, ok := keys[s]; ok {
 		return t
 	}
 	return b.term(ast.String(s))
+}
+
+// token appends a tag and a length-prefixed string to the key.
+func (b *builder) token(tag byte, s string) {
+	k := append(*b.key, tag)
+	k = binary.AppendUvarint(k, uint64(len(s)))
+	*b.key = append(k, s...)
+}
+
+// encode appends a value built in key mode: scalars in full; arrays and
+// objects by their end, their elements having been appended before.
+func (b *builder) encode(v ast.Value) {
+	switch v := v.(type) {
+	case ast.String:
+		b.token('s', string(v))
+	case ast.Number:
+		b.token('n', string(v))
+	case *ast.Array:
+		b.token(']', strconv.Itoa(v.Len()))
+	default:
+		b.token('c', v.String())
+	}
+}
+
+// constant appends one of the shared terms.
+func (b *builder) constant(t *ast.Term) {
+	var c byte
+	switch t {
+	case termTrue:
+		c = 't'
+	case termFalse:
+		c = 'f'
+	case termNull:
+		c = 'z'
+	case termVersion:
+		c = 'v'
+	case anonymous:
+		c = 'a'
+	case termEmptyArray:
+		c = 'e'
+	default:
+		b.encode(t.Value)
+		return
+	}
+	*b.key = append(*b.key, '=', c)
+}
+
+// array finishes an array of n elements already built into terms.
+func (b *builder) array(terms []*ast.Term) *ast.Term {
+	if b.key != nil {
+		b.token(']', strconv.Itoa(len(terms)))
+		return keyed
+	}
+	return b.term(ast.NewArray(terms...))
+}
+
+// sortedKeys returns a map's keys in order in key mode, so equal maps give
+// equal keys, and in any order otherwise.
+func sortedKeys[V any](b *builder, m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	if b.key != nil {
+		slices.Sort(ks)
+	}
+	return ks
 }
 
 func boolTerm(v bool) *ast.Term {
@@ -108,6 +197,10 @@ type object struct {
 // object starts an object of at most capacity members. Sizing it to the
 // members the policy reads matters: an oversized object costs allocations.
 func (b *builder) object(use *bundles.InputUse, capacity int) object {
+	if b.key != nil {
+		*b.key = append(*b.key, '{')
+		return object{b: b, use: use}
+	}
 	if !use.Whole() {
 		capacity = min(capacity, len(use.Keys()))
 	}
@@ -118,23 +211,65 @@ func (o *object) wants(k string) *bundles.InputUse { return o.use.Child(k) }
 
 // setStr adds a non-empty string member if the policy reads it.
 func (o *object) setStr(k, v string) {
-	if v != "" && o.use.Child(k) != nil {
-		o.obj.Insert(o.b.str(k), o.b.str(v))
+	if v == "" || o.use.Child(k) == nil {
+		return
 	}
+	if o.b.key != nil {
+		o.b.token('s', v)
+		o.b.token('k', k)
+		return
+	}
+	o.obj.Insert(o.b.str(k), o.b.str(v))
 }
 
-// set adds a member if the policy reads it and v is not nil.
+// set adds a member if the policy reads it and v is not nil. (In key mode
+// a value computed for a member the policy does not read stays in the key
+// without its name: more than the document holds, which is harmless.)
 func (o *object) set(k string, v *ast.Term) {
-	if v != nil && o.use.Child(k) != nil {
-		o.obj.Insert(o.b.str(k), v)
+	if v == nil || o.use.Child(k) == nil {
+		return
 	}
+	if o.b.key != nil {
+		if v != keyed {
+			o.b.constant(v)
+		}
+		o.b.token('k', k)
+		return
+	}
+	o.obj.Insert(o.b.str(k), v)
 }
 
-func (b *builder) done(o object) *ast.Term { return b.term(o.obj) }
+// len returns the number of members, or -1 in key mode.
+func (o *object) len() int {
+	if o.b.key != nil {
+		return -1
+	}
+	return o.obj.Len()
+}
+
+func (b *builder) done(o object) *ast.Term {
+	if b.key != nil {
+		*b.key = append(*b.key, '}')
+		return keyed
+	}
+	return b.term(o.obj)
+}
 
 // buildInput returns the input document for in, holding the parts use reads.
 func buildInput(in *extauthz.PolicyInput, use *bundles.InputUse, now time.Time) *ast.Term {
 	var b builder
+	return b.input(in, use, now)
+}
+
+// inputKey appends to key the decision cache key of the input document for
+// in: equal keys mean equal documents.
+func inputKey(key []byte, in *extauthz.PolicyInput, use *bundles.InputUse, now time.Time) []byte {
+	b := builder{key: &key}
+	b.input(in, use, now)
+	return key
+}
+
+func (b *builder) input(in *extauthz.PolicyInput, use *bundles.InputUse, now time.Time) *ast.Term {
 	req := in.Request
 	o := b.object(use, 9)
 	if u := o.wants("attributes"); u != nil {
@@ -157,7 +292,7 @@ func buildInput(in *extauthz.PolicyInput, use *bundles.InputUse, now time.Time) 
 		o.set("version", termVersion)
 	}
 	if u := o.wants("identity"); u != nil {
-		o.set("identity", b.identity(in.Identity, now))
+		o.set("identity", b.identity(in.Identity, now, u))
 	}
 	if u := o.wants("mcp"); u != nil && in.Message != nil {
 		o.set("mcp", b.mcp(in.MCP, in.Message, u))
@@ -230,7 +365,7 @@ func (b *builder) peer(p *extauthz.Peer, use *bundles.InputUse) *ast.Term {
 	if len(p.Labels) > 0 && o.wants("labels") != nil {
 		o.set("labels", b.stringMap(p.Labels, o.wants("labels")))
 	}
-	if o.obj.Len() == 0 {
+	if o.len() == 0 {
 		return nil
 	}
 	return b.done(o)
@@ -277,6 +412,12 @@ func (b *builder) headers(h map[string]string, use *bundles.InputUse) *ast.Term 
 		return b.done(o)
 	}
 	o := b.object(use, len(h))
+	if b.key != nil {
+		for _, name := range sortedKeys(b, h) {
+			o.setStr(name, h[name])
+		}
+		return b.done(o)
+	}
 	for name, v := range h {
 		o.set(name, b.str(v))
 	}
@@ -285,9 +426,9 @@ func (b *builder) headers(h map[string]string, use *bundles.InputUse) *ast.Term 
 
 func (b *builder) stringMap(m map[string]string, use *bundles.InputUse) *ast.Term {
 	o := b.object(use, len(m))
-	for k, v := range m {
+	for _, k := range sortedKeys(b, m) {
 		if o.wants(k) != nil {
-			o.set(k, b.str(v))
+			o.set(k, b.str(m[k]))
 		}
 	}
 	return b.done(o)
@@ -297,9 +438,9 @@ func (b *builder) metadata(m map[string]any, use *bundles.InputUse) *ast.Term {
 	o := b.object(use, 1)
 	if len(m) > 0 && o.wants("filterMetadata") != nil {
 		fm := b.object(use.Child("filterMetadata"), len(m))
-		for ns, v := range m {
+		for _, ns := range sortedKeys(b, m) {
 			if u := fm.wants(ns); u != nil {
-				fm.set(ns, b.anyValue(v, u))
+				fm.set(ns, b.anyValue(m[ns], u))
 			}
 		}
 		o.set("filterMetadata", b.done(fm))
@@ -327,14 +468,14 @@ func (b *builder) anyValue(v any, use *bundles.InputUse) *ast.Term {
 		for i := range v {
 			terms[i] = b.anyValue(v[i], bundles.AllInput)
 		}
-		return b.term(ast.NewArray(terms...))
+		return b.array(terms)
 	case []string:
 		return b.strings(v)
 	case map[string]any:
 		o := b.object(use, len(v))
-		for k, x := range v {
+		for _, k := range sortedKeys(b, v) {
 			if u := o.wants(k); u != nil {
-				o.set(k, b.anyValue(x, u))
+				o.set(k, b.anyValue(v[k], u))
 			}
 		}
 		return b.done(o)
@@ -365,6 +506,13 @@ func (b *builder) strings(ss []string) *ast.Term {
 	if len(ss) == 0 {
 		return termEmptyArray
 	}
+	if b.key != nil {
+		for _, s := range ss {
+			b.str(s)
+		}
+		b.token(']', strconv.Itoa(len(ss)))
+		return keyed
+	}
 	terms := make([]*ast.Term, len(ss))
 	for i, s := range ss {
 		terms[i] = b.str(s)
@@ -389,7 +537,7 @@ func (b *builder) parsedPath(raw string) *ast.Term {
 		}
 		terms = append(terms, b.str(seg))
 	}
-	return b.term(ast.NewArray(terms...))
+	return b.array(terms)
 }
 
 func (b *builder) parsedQuery(raw string) *ast.Term {
@@ -397,8 +545,8 @@ func (b *builder) parsedQuery(raw string) *ast.Term {
 	_, q, _ := strings.Cut(p, "?")
 	values, _ := url.ParseQuery(q) // like url.Query: malformed pairs are dropped
 	o := b.object(bundles.AllInput, len(values))
-	for k, vs := range values {
-		o.set(k, b.strings(vs))
+	for _, k := range sortedKeys(b, values) {
+		o.set(k, b.strings(values[k]))
 	}
 	return b.done(o)
 }
@@ -415,9 +563,9 @@ func (b *builder) parsedBody(in *extauthz.PolicyInput, truncated bool, use *bund
 		values, err := url.ParseQuery(req.Body)
 		if err == nil {
 			o := b.object(use, len(values))
-			for k, vs := range values {
+			for _, k := range sortedKeys(b, values) {
 				if o.wants(k) != nil {
-					o.set(k, b.strings(vs))
+					o.set(k, b.strings(values[k]))
 				}
 			}
 			return b.done(o)
@@ -441,7 +589,7 @@ func (b *builder) json(v *mcp.Value, use *bundles.InputUse) *ast.Term {
 		for i := range v.Items {
 			terms[i] = b.json(&v.Items[i], bundles.AllInput)
 		}
-		return b.term(ast.NewArray(terms...))
+		return b.array(terms)
 	case mcp.Object:
 		if use.Whole() {
 			o := b.object(use, len(v.Members))
@@ -490,43 +638,51 @@ var anonymous = ast.ObjectTerm(
 	ast.Item(ast.StringTerm("scopes"), termEmptyArray),
 )
 
-func (b *builder) identity(id *extauthz.Identity, now time.Time) *ast.Term {
+func (b *builder) identity(id *extauthz.Identity, now time.Time, use *bundles.InputUse) *ast.Term {
 	if id == nil || id.IsAnonymous() {
 		return anonymous
 	}
-	o := b.object(bundles.AllInput, 12)
+	o := b.object(use, 12)
 	o.set("authenticated", boolTerm(id.Authenticated))
-	method := id.Method
-	if method == "" {
-		method = extauthz.MethodNone
-	}
-	o.set("method", b.str(method))
+	o.setStr("method", cmp.Or(id.Method, extauthz.MethodNone))
 	o.setStr("subject", id.Subject)
 	o.setStr("user_id", id.UserID)
 	o.setStr("tenant", id.Tenant)
 	o.setStr("org_role", id.OrgRole)
-	o.set("roles", b.strings(id.Roles))
-	o.set("permissions", b.strings(id.Permissions))
-	o.set("scopes", b.strings(id.Scopes))
-	if len(id.Claims) > 0 {
-		o.set("claims", b.anyValue(id.Claims, bundles.AllInput))
+	if o.wants("roles") != nil {
+		o.set("roles", b.strings(id.Roles))
 	}
-	if s := id.Session; s != nil {
-		so := b.object(bundles.AllInput, 3)
+	if o.wants("permissions") != nil {
+		o.set("permissions", b.strings(id.Permissions))
+	}
+	if o.wants("scopes") != nil {
+		o.set("scopes", b.strings(id.Scopes))
+	}
+	if u := o.wants("claims"); u != nil && len(id.Claims) > 0 {
+		o.set("claims", b.anyValue(id.Claims, u))
+	}
+	if s := id.Session; s != nil && o.wants("session") != nil {
+		so := b.object(o.wants("session"), 3)
 		so.setStr("id", s.ID)
 		if !s.AuthTime.IsZero() {
-			so.set("auth_time", b.term(ast.Number(strconv.FormatInt(s.AuthTime.Unix(), 10))))
-			age := max(int64(now.Sub(s.AuthTime)/time.Second), 0)
-			so.set("age_seconds", b.term(ast.Number(strconv.FormatInt(age, 10))))
+			if so.wants("auth_time") != nil {
+				so.set("auth_time", b.term(ast.Number(strconv.FormatInt(s.AuthTime.Unix(), 10))))
+			}
+			if so.wants("age_seconds") != nil {
+				age := max(int64(now.Sub(s.AuthTime)/time.Second), 0)
+				so.set("age_seconds", b.term(ast.Number(strconv.FormatInt(age, 10))))
+			}
 		}
 		o.set("session", b.done(so))
 	}
-	if k := id.APIKey; k != nil {
-		ko := b.object(bundles.AllInput, 4)
+	if k := id.APIKey; k != nil && o.wants("api_key") != nil {
+		ko := b.object(o.wants("api_key"), 4)
 		ko.setStr("id", k.ID)
 		ko.setStr("name", k.Name)
 		ko.setStr("tier", k.Tier)
-		ko.set("allowed_tools", b.strings(k.AllowedTools))
+		if ko.wants("allowed_tools") != nil {
+			ko.set("allowed_tools", b.strings(k.AllowedTools))
+		}
 		o.set("api_key", b.done(ko))
 	}
 	return b.done(o)
