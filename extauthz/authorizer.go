@@ -138,7 +138,12 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 	a.finish(&in, &d)
 
 	if err != nil {
-		a.log.LogAttrs(ctx, slog.LevelWarn, "request denied by a fault",
+		// A caller that gave up (Envoy's own timeout) is not a fault here.
+		level := slog.LevelWarn
+		if errors.Is(err, context.Canceled) {
+			level = slog.LevelDebug
+		}
+		a.log.LogAttrs(ctx, level, "request denied by a fault",
 			slog.String("decision_id", id), slog.String("reason", d.Reason), slog.Any("error", err))
 	}
 	a.decisions.LogDecision(DecisionEvent{

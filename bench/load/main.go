@@ -75,6 +75,7 @@ type target struct {
 	name string
 	bin  string
 	args func(addr string) []string
+	env  []string
 }
 
 func main() {
@@ -139,10 +140,11 @@ func run(o options) error {
 		return err
 	}
 
-	mcp := target{"mcpauthz", mcpBin, func(addr string) []string {
+	mcpArgs := func(addr string) []string {
 		return []string{"serve", "--grpc-addr", addr, "--http-addr", "off", "--log-level", "error",
 			"--bundle", filepath.Join(root, "bench/rbac")}
-	}}
+	}
+	mcp := target{name: "mcpauthz", bin: mcpBin, args: mcpArgs}
 	// The canned answer is mcpauthz's own answer to the first request.
 	answer, err := capture(o, mcp, mix[0])
 	if err != nil {
@@ -153,9 +155,11 @@ func run(o options) error {
 		return err
 	}
 	targets := []target{
-		{"noop", noopBin, func(addr string) []string { return []string{"-addr", addr} }},
-		{"noop-answer", noopBin, func(addr string) []string { return []string{"-addr", addr, "-response", answerFile} }},
+		{name: "noop", bin: noopBin, args: func(addr string) []string { return []string{"-addr", addr} }},
+		{name: "noop-answer", bin: noopBin, args: func(addr string) []string { return []string{"-addr", addr, "-response", answerFile} }},
 		mcp,
+		// The same with the decision cache off: every check evaluates.
+		{name: "mcp-uncached", bin: mcpBin, args: mcpArgs, env: []string{"MCPAUTHZ_POLICY_DECISION_CACHE=0"}},
 	}
 
 	results := map[string][]result{}
@@ -260,7 +264,7 @@ func start(o options, t target) (*exec.Cmd, string, error) {
 	}
 	srv := exec.Command(t.bin, t.args(addr)...)
 	srv.Stderr = os.Stderr
-	srv.Env = append(os.Environ(), "GOGC="+o.gogc)
+	srv.Env = append(append(os.Environ(), "GOGC="+o.gogc), t.env...)
 	if err := srv.Start(); err != nil {
 		return nil, "", err
 	}
@@ -456,11 +460,13 @@ func report(o options, targets []target, results map[string][]result) {
 			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.CPUPerReq.Round(100*time.Nanosecond),
 			r.ClientCPU.Round(100*time.Nanosecond), r.PeakRSSKiB, r.Errors)
 	}
-	m := med["mcpauthz"]
-	for _, base := range []string{"noop", "noop-answer"} {
-		b := med[base]
-		fmt.Printf("\nmcpauthz / %-11s throughput %.2f (target ≥ 0.90)   server CPU per request %.2f× (target ≤ 2.00×)",
-			base+":", m.RPS/b.RPS, float64(m.CPUPerReq)/float64(b.CPUPerReq))
-	}
 	fmt.Println()
+	for _, name := range []string{"mcpauthz", "mcp-uncached"} {
+		m := med[name]
+		for _, base := range []string{"noop", "noop-answer"} {
+			b := med[base]
+			fmt.Printf("%-12s / %-11s throughput %.2f (target ≥ 0.90)   server CPU per request %.2f× (target ≤ 2.00×)\n",
+				name, base, m.RPS/b.RPS, float64(m.CPUPerReq)/float64(b.CPUPerReq))
+		}
+	}
 }

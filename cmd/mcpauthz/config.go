@@ -32,6 +32,30 @@ type Config struct {
 	Headers     HeadersConfig     `yaml:"headers"`
 	Log         LogConfig         `yaml:"log"`
 	DecisionLog DecisionLogConfig `yaml:"decision_log"`
+	Runtime     RuntimeConfig     `yaml:"runtime"`
+}
+
+// RuntimeConfig tunes the Go runtime's garbage collector.
+type RuntimeConfig struct {
+	// GCPercent is GOGC: the heap growth that triggers a collection.
+	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimit is GOMEMLIMIT, a soft limit such as "512MiB"; empty
+	// means 90% of the container's memory limit, if it has one.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
+}
+
+// ByteSize is a number of bytes written as "512MiB", "2GiB" or "1048576".
+type ByteSize int64
+
+// UnmarshalYAML parses a size.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := parseBytes(s)
+	*b = ByteSize(v)
+	return err
 }
 
 // GRPCConfig is the Envoy ext_authz gRPC listener.
@@ -127,6 +151,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the duration as a string.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
+// DefaultGCPercent is the garbage collector setting unless configured.
+const DefaultGCPercent = 400
+
 // Defaults returns the configuration used where nothing else is set.
 func Defaults() Config {
 	h := extauthz.DefaultIdentityHeaders
@@ -150,6 +177,7 @@ func Defaults() Config {
 		},
 		Log:         LogConfig{Level: "info", Format: "json"},
 		DecisionLog: DecisionLogConfig{Buffer: decisionlog.DefaultBuffer},
+		Runtime:     RuntimeConfig{GCPercent: DefaultGCPercent},
 	}
 }
 
@@ -221,6 +249,13 @@ func applyEnv(cfg *Config, environ []string) error {
 // setField parses s into a configuration field.
 func setField(f reflect.Value, s string) error {
 	switch f.Interface().(type) {
+	case ByteSize:
+		n, err := parseBytes(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(n)
+		return nil
 	case Duration:
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -321,6 +356,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format: %q is neither json nor text", c.Log.Format)
+	}
+	if c.Runtime.GCPercent < -1 || c.Runtime.GCPercent == 0 || c.Runtime.GCPercent > 10000 {
+		bad("runtime.gc_percent: %d is not -1 (off) or in [1, 10000]", c.Runtime.GCPercent)
+	}
+	if c.Runtime.MemoryLimit < 0 {
+		bad("runtime.memory_limit: must not be negative")
 	}
 	for _, m := range c.DecisionLog.Mask {
 		if !strings.HasPrefix(m, "/input/") && !strings.HasPrefix(m, "/result/") {

@@ -72,6 +72,21 @@ mcp:
 					t.Fatalf("%+v", c)
 				}
 			}},
+		{name: "ok/runtime sizes", env: []string{"MCPAUTHZ_RUNTIME_MEMORY_LIMIT=512MiB", "MCPAUTHZ_RUNTIME_GC_PERCENT=200", "MCPAUTHZ_POLICY_DECISION_CACHE=0"},
+			check: func(t *testing.T, c Config) {
+				if c.Runtime.MemoryLimit != 512<<20 || c.Runtime.GCPercent != 200 || c.Policy.DecisionCache != 0 {
+					t.Fatalf("%+v", c.Runtime)
+				}
+			}},
+		{name: "ok/runtime in the file", args: []string{"--config", write("rt.yaml", "runtime:\n  memory_limit: 1GiB\n")},
+			check: func(t *testing.T, c Config) {
+				if c.Runtime.MemoryLimit != 1<<30 {
+					t.Fatalf("%+v", c.Runtime)
+				}
+			}},
+		{name: "fail/bad size", env: []string{"MCPAUTHZ_RUNTIME_MEMORY_LIMIT=lots"}, wantErr: "MCPAUTHZ_RUNTIME_MEMORY_LIMIT"},
+		{name: "fail/gc percent zero", env: []string{"MCPAUTHZ_RUNTIME_GC_PERCENT=0"}, wantErr: "runtime.gc_percent"},
+		{name: "fail/negative cache", env: []string{"MCPAUTHZ_POLICY_DECISION_CACHE=-1"}, wantErr: "policy.decision_cache"},
 		{name: "ok/test variables are not configuration", env: []string{"MCPAUTHZ_TEST_POSTGRES_URL=postgres://x"},
 			check: func(*testing.T, Config) {}},
 		{name: "fail/unknown file key", args: []string{"--config", write("typo.yaml", "grpc:\n  adr: :1\n")}, wantErr: "field adr not found"},

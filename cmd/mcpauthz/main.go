@@ -171,6 +171,7 @@ func runServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	tuneRuntime(cfg.Runtime, os.Getenv, os.ReadFile, log)
 	s, err := buildSidecar(ctx, cfg, stdout, log)
 	if err != nil {
 		return err
