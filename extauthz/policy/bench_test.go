@@ -4,35 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"testing"
-	"testing/fstest"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
 )
 
-func newEngine(tb testing.TB, files map[string]string) *bundles.Engine {
-	tb.Helper()
-	fsys := fstest.MapFS{}
-	for name, body := range files {
-		fsys[name] = &fstest.MapFile{Data: []byte(body)}
-	}
-	e, err := bundles.NewEngine(bundles.DefaultDecisionPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	b, err := bundles.LoadFS(fsys)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := e.Activate(context.Background(), b, "test"); err != nil {
-		tb.Fatal(err)
-	}
-	return e
-}
-
 func toolsCallRequest() *extauthz.Request {
-	body := (`{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"search","arguments":{"query":"quarterly report","limit":10}}}`)
+	body := `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"search","arguments":{"query":"quarterly report","limit":10}}}`
 	return &extauthz.Request{
 		ID: "a7b3c1d2-5e6f-4a8b-9c0d-1e2f3a4b5c6d", Method: "POST", Scheme: "https", Host: "mcp.example.com",
 		Path: "/mcp", Protocol: "HTTP/1.1",

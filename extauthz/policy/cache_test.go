@@ -6,33 +6,12 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
 )
-
-func engineCache(tb testing.TB, size int, files map[string]string) *bundles.Engine {
-	tb.Helper()
-	fsys := fstest.MapFS{}
-	for name, body := range files {
-		fsys[name] = &fstest.MapFile{Data: []byte(body)}
-	}
-	b, err := bundles.LoadFS(fsys)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e, err := bundles.NewEngine(bundles.DefaultDecisionPath, bundles.WithDecisionCache(size))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := e.Activate(context.Background(), b, "test"); err != nil {
-		tb.Fatal(err)
-	}
-	return e
-}
 
 // TestCachedDecisionsMatch decides every request with every policy, three
 // times over, with the decision cache on and off: the answers must be the
@@ -43,14 +22,14 @@ func TestCachedDecisionsMatch(t *testing.T) {
 	for name, rego := range prunePolicies {
 		t.Run("ok/"+name, func(t *testing.T) {
 			files := map[string]string{"authz.rego": rego, "data.json": pruneData}
-			cachedEngine := engineCache(t, 1024, files)
+			cachedEngine := engineWith(t, files, bundles.WithDecisionCache(1024))
 			check := func(e *bundles.Engine) func(*extauthz.Request) (extauthz.Decision, error) {
 				a := extauthz.NewAuthorizer(policy.NewEvaluator(e, policy.WithClock(clock)),
 					func() string { return "d-1" }, extauthz.WithClock(clock),
 					extauthz.WithIdentityVerifier(pruneUsers), extauthz.WithTimeout(5*time.Second))
 				return func(r *extauthz.Request) (extauthz.Decision, error) { return a.Check(context.Background(), r) }
 			}
-			cached, uncached := check(cachedEngine), check(engineCache(t, 0, files))
+			cached, uncached := check(cachedEngine), check(engineWith(t, files, bundles.WithDecisionCache(0)))
 			for round := range 3 {
 				for i, r := range reqs {
 					cd, cerr := cached(r)
@@ -74,7 +53,7 @@ func TestCachedDecisionsMatch(t *testing.T) {
 // answer (identity headers, removals, the decision id) must not leak into
 // it.
 func TestCachedDecisionIsNotModified(t *testing.T) {
-	e := engineCache(t, 1024, map[string]string{"authz.rego": pkgAuthz + `decision := {
+	e := engineWith(t, map[string]string{"authz.rego": pkgAuthz + `decision := {
 	"allowed": true,
 	"headers": {"x-policy": "1"},
 	"request_headers_to_remove": ["x-drop"],

@@ -340,24 +340,26 @@ func (b *builder) attributes(req *extauthz.Request, use *bundles.InputUse) *ast.
 
 func (b *builder) peer(p *extauthz.Peer, use *bundles.InputUse) *ast.Term {
 	o := b.object(use, 5)
-	if p.Address != "" && o.wants("address") != nil {
-		sa := b.object(o.wants("address").Child("socketAddress"), 2)
-		sa.setStr("address", p.Address)
-		if p.Port != 0 && sa.wants("portValue") != nil {
-			sa.set("portValue", b.term(ast.Number(strconv.FormatUint(uint64(p.Port), 10))))
+	if u := o.wants("address"); u != nil {
+		// Envoy's Address is a socket address or a pipe (Unix socket).
+		var kind, field, value, num string
+		var n uint32
+		switch {
+		case p.Address != "":
+			kind, field, value, num, n = "socketAddress", "address", p.Address, "portValue", p.Port
+		case p.PipePath != "":
+			kind, field, value, num, n = "pipe", "path", p.PipePath, "mode", p.PipeMode
 		}
-		a := b.object(o.wants("address"), 1)
-		a.set("socketAddress", b.done(sa))
-		o.set("address", b.done(a))
-	} else if p.PipePath != "" && o.wants("address") != nil {
-		pipe := b.object(o.wants("address").Child("pipe"), 2)
-		pipe.setStr("path", p.PipePath)
-		if p.PipeMode != 0 && pipe.wants("mode") != nil {
-			pipe.set("mode", b.term(ast.Number(strconv.FormatUint(uint64(p.PipeMode), 10))))
+		if kind != "" {
+			inner := b.object(u.Child(kind), 2)
+			inner.setStr(field, value)
+			if n != 0 && inner.wants(num) != nil {
+				inner.set(num, b.term(ast.Number(strconv.FormatUint(uint64(n), 10))))
+			}
+			a := b.object(u, 1)
+			a.set(kind, b.done(inner))
+			o.set("address", b.done(a))
 		}
-		a := b.object(o.wants("address"), 1)
-		a.set("pipe", b.done(pipe))
-		o.set("address", b.done(a))
 	}
 	o.setStr("principal", p.Principal)
 	o.setStr("certificate", p.Certificate)

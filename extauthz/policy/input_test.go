@@ -51,7 +51,7 @@ func (f fixedIdentity) Verify(context.Context, *extauthz.Request) (extauthz.Iden
 }
 
 // engineWith activates a bundle of the given files.
-func engineWith(tb testing.TB, files map[string]string) *bundles.Engine {
+func engineWith(tb testing.TB, files map[string]string, opts ...bundles.EngineOption) *bundles.Engine {
 	tb.Helper()
 	fsys := fstest.MapFS{}
 	for name, body := range files {
@@ -61,7 +61,7 @@ func engineWith(tb testing.TB, files map[string]string) *bundles.Engine {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e, err := bundles.NewEngine(bundles.DefaultDecisionPath)
+	e, err := bundles.NewEngine(bundles.DefaultDecisionPath, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
