@@ -285,3 +285,43 @@ func TestHotReloadUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d checks across three reloads, none failed", checks.Load())
 }
+
+func TestDecisionLogFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "decisions.jsonl")
+	cfg := loopback(Defaults())
+	cfg.HTTP.Addr = ""
+	cfg.DecisionLog.Output = path
+	s, stop := startSidecar(t, cfg, io.Discard)
+	client := dial(t, s.grpc.Addr().String())
+	for _, tool := range []string{"echo", "rm"} {
+		if _, err := client.Check(context.Background(), checkRequest(tool, map[string]string{"cookie": "sid=secret-cookie"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Fatalf("decision log mode %v, want 0600", info.Mode().Perm())
+	}
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || strings.Contains(string(data), "secret-cookie") {
+		t.Fatalf("decision log:\n%s", data)
+	}
+	for _, l := range lines {
+		var ev struct {
+			DecisionID string `json:"decision_id"`
+			Mcpauthz   struct {
+				Allowed bool `json:"allowed"`
+			} `json:"mcpauthz"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.DecisionID == "" {
+			t.Fatalf("line %q: %v", l, err)
+		}
+	}
+}
