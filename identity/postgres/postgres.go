@@ -1,0 +1,106 @@
+// Package postgres is the production identity store: PostgreSQL through
+// pgx, with versioned migrations embedded in the binary. Queries are
+// identity/sqlstore's; this package opens the database, migrates it and
+// describes its dialect.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Dialect describes PostgreSQL to sqlstore.
+var Dialect = sqlstore.Dialect{
+	Name:      "postgres",
+	Numbered:  true,
+	ForUpdate: " FOR UPDATE",
+	IsUniqueViolation: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "23505"
+	},
+}
+
+// ErrNotMigrated is returned by Open when the schema is behind the binary.
+var ErrNotMigrated = errors.New("the database schema is not up to date: run mcpauthz migrate")
+
+// Options tune the connection pool.
+type Options struct {
+	MaxConns     int
+	MaxIdleConns int
+	ConnLifetime time.Duration
+	// Migrate brings the schema up to date on Open instead of refusing an
+	// old one.
+	Migrate bool
+}
+
+// Open connects to url (a postgres:// URL or DSN) and returns the store.
+func Open(ctx context.Context, url string, opts Options) (*sqlstore.Store, error) {
+	cfg, err := pgconnConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(max(opts.MaxConns, 4))
+	db.SetMaxIdleConns(max(opts.MaxIdleConns, 2))
+	db.SetConnMaxLifetime(max(opts.ConnLifetime, 30*time.Minute))
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to postgres: %w", err)
+	}
+	if opts.Migrate {
+		if err := Migrate(ctx, db); err != nil {
+			db.Close()
+			return nil, err
+		}
+	} else if pending, err := Pending(ctx, db); err != nil || pending {
+		db.Close()
+		if err != nil {
+			return nil, err
+		}
+		return nil, ErrNotMigrated
+	}
+	return sqlstore.New(db, Dialect), nil
+}
+
+func provider(db *sql.DB) (*goose.Provider, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	return goose.NewProvider(goose.DialectPostgres, db, sub)
+}
+
+// Migrate applies the migrations the database lacks.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	p, err := provider(db)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrating postgres: %w", err)
+	}
+	return nil
+}
+
+// Pending reports whether migrations remain to be applied.
+func Pending(ctx context.Context, db *sql.DB) (bool, error) {
+	p, err := provider(db)
+	if err != nil {
+		return false, fmt.Errorf("migrations: %w", err)
+	}
+	return p.HasPending(ctx)
+}

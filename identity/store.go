@@ -1,0 +1,150 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a Store returns.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique value (an email, a membership) already exists.
+	ErrConflict = errors.New("already exists")
+)
+
+// Store is the persistence the identity service needs: identity/postgres in
+// production, identity/sqlite embedded. Tenant data is addressed by
+// organization and id together, so one organization's rows cannot be read
+// or changed through another's. Lookups by token digest are the exception:
+// the token is the capability.
+type Store interface {
+	// Tx runs fn in one transaction: every change fn makes, its audit
+	// event included, commits or rolls back together.
+	Tx(ctx context.Context, fn func(Tx) error) error
+	// Queries outside a transaction, each statement on its own.
+	Tx
+	Close() error
+}
+
+// Tx is what can be done in (or outside) a transaction.
+type Tx interface {
+	Users
+	Orgs
+	Invitations
+	Sessions
+	APIKeys
+	SigningKeys
+	Audit
+}
+
+// Users stores users and their consents.
+type Users interface {
+	CreateUser(ctx context.Context, u *User) error // ErrConflict for a taken email
+	UserByID(ctx context.Context, id string) (*User, error)
+	UserByEmail(ctx context.Context, email string) (*User, error)
+	UpdateUser(ctx context.Context, u *User) error
+	// ListUsers returns users whose email contains query (all if empty),
+	// ordered by id, after the cursor id.
+	ListUsers(ctx context.Context, query, after string, limit int) ([]User, error)
+	// DeleteUser removes the user with its consents, memberships and
+	// sessions.
+	DeleteUser(ctx context.Context, id string) error
+	SetConsents(ctx context.Context, userID string, cs []Consent) error
+	Consents(ctx context.Context, userID string) ([]Consent, error)
+}
+
+// Orgs stores organizations and memberships.
+type Orgs interface {
+	CreateOrg(ctx context.Context, o *Org) error
+	OrgByID(ctx context.Context, id string) (*Org, error)
+	UpdateOrg(ctx context.Context, o *Org) error
+	// DeleteOrg removes the organization with its memberships,
+	// invitations and API keys.
+	DeleteOrg(ctx context.Context, id string) error
+	CountOrgsCreatedBy(ctx context.Context, userID string) (int, error)
+	// LockOrg holds the organization's row until the transaction ends, so
+	// checks such as "the last owner stays" cannot race.
+	LockOrg(ctx context.Context, orgID string) error
+
+	AddMember(ctx context.Context, m *Membership) error // ErrConflict if a member already
+	Membership(ctx context.Context, orgID, userID string) (*Membership, error)
+	SetMemberRole(ctx context.Context, orgID, userID string, r Role) error
+	RemoveMember(ctx context.Context, orgID, userID string) error
+	Members(ctx context.Context, orgID string) ([]Membership, error)
+	CountOwners(ctx context.Context, orgID string) (int, error)
+	MembershipsOfUser(ctx context.Context, userID string) ([]Membership, error)
+}
+
+// Invitations stores invitations to organizations.
+type Invitations interface {
+	CreateInvitation(ctx context.Context, inv *Invitation) error
+	InvitationByDigest(ctx context.Context, digest []byte) (*Invitation, error)
+	Invitations(ctx context.Context, orgID string) ([]Invitation, error)
+	// CloseInvitation records that the invitation was accepted or revoked
+	// (exactly one of the times is set).
+	CloseInvitation(ctx context.Context, orgID, id string, acceptedAt, revokedAt time.Time) error
+}
+
+// Sessions stores sessions.
+type Sessions interface {
+	CreateSession(ctx context.Context, s *Session) error
+	SessionByDigest(ctx context.Context, digest []byte) (*Session, error)
+	Session(ctx context.Context, userID, id string) (*Session, error)
+	// SessionsOfUser returns the sessions not revoked and not expired at
+	// now, oldest first.
+	SessionsOfUser(ctx context.Context, userID string, now time.Time) ([]Session, error)
+	UpdateSession(ctx context.Context, s *Session) error
+	RevokeSession(ctx context.Context, userID, id string, at time.Time) error
+	// RevokeSessionsOfUser revokes every active session of the user and
+	// returns their ids.
+	RevokeSessionsOfUser(ctx context.Context, userID string, at time.Time) ([]string, error)
+	// DeleteExpiredSessions deletes at most limit sessions that expired
+	// or were revoked before before.
+	DeleteExpiredSessions(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// APIKeys stores API keys.
+type APIKeys interface {
+	CreateAPIKey(ctx context.Context, k *APIKey) error
+	APIKeyByDigest(ctx context.Context, digest []byte) (*APIKey, error)
+	APIKey(ctx context.Context, orgID, id string) (*APIKey, error)
+	APIKeys(ctx context.Context, orgID string) ([]APIKey, error)
+	RevokeAPIKey(ctx context.Context, orgID, id string, at time.Time) error
+	// ReplaceAPIKey marks a key rotated: it stays valid until graceUntil.
+	ReplaceAPIKey(ctx context.Context, orgID, id, replacedBy string, graceUntil time.Time) error
+	// RevokeAPIKeysOfUser revokes the keys the user created, in every
+	// organization, and returns their ids.
+	RevokeAPIKeysOfUser(ctx context.Context, userID string, at time.Time) ([]string, error)
+	// TouchAPIKeys records last use times in one batch.
+	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error
+}
+
+// SigningKeys stores the JWT signing keys.
+type SigningKeys interface {
+	SaveSigningKey(ctx context.Context, k *StoredSigningKey) error
+	SigningKeys(ctx context.Context) ([]StoredSigningKey, error)
+	DeleteSigningKey(ctx context.Context, id string) error
+}
+
+// Audit stores the audit log.
+type Audit interface {
+	// AppendAudit appends e: it takes the chain's head under a lock, sets
+	// e.Seq and e.PrevHash, sets e.Hash = link(e) and stores the event.
+	AppendAudit(ctx context.Context, e *AuditEvent, link func(*AuditEvent) []byte) error
+	AuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// EraseAuditPII clears the personal fields of the events whose actor
+	// or target is the user.
+	EraseAuditPII(ctx context.Context, userID string, at time.Time) (int, error)
+}
+
+// AuditFilter selects audit events, in sequence order.
+type AuditFilter struct {
+	OrgID    string // empty: every organization
+	ActorID  string
+	Action   string
+	Since    time.Time
+	Until    time.Time
+	AfterSeq int64 // cursor
+	Limit    int
+}
