@@ -190,19 +190,19 @@ type StoredSigningKey struct {
 // (GDPR Art. 17) clears the personal fields, sets PIIErasedAt and leaves
 // the chain verifiable. Details must hold no personal data.
 type AuditEvent struct {
-	Seq        int64
-	ID         string
-	At         time.Time
-	Action     string
-	OrgID      string
-	ActorID    string
-	ActorRef   string
-	TargetType string
-	TargetID   string
-	TargetRef  string
-	IP         string
-	UserAgent  string
-	Details    map[string]any
+	Seq         int64
+	ID          string
+	At          time.Time
+	Action      string
+	OrgID       string
+	ActorID     string
+	ActorRef    string
+	TargetType  string
+	TargetID    string
+	TargetRef   string
+	IP          string
+	UserAgent   string
+	Details     map[string]any
 	PIIDigest   []byte
 	PIIErasedAt time.Time
 	PrevHash    []byte
