@@ -451,7 +451,7 @@ func testTransactions(t *testing.T, s identity.Store) {
 	}))
 	evs, err = s.AuditEvents(ctx(), identity.AuditFilter{})
 	must(t, err)
-	if len(evs) != 1 || evs[0].Seq != 1 || string(evs[0].PrevHash) != string(Genesis) {
+	if len(evs) != 1 || evs[0].Seq != 1 || string(evs[0].PrevHash) != string(identity.Genesis) {
 		t.Fatalf("events %+v", evs)
 	}
 	// Errors inside a transaction are the store's errors.
@@ -460,9 +460,6 @@ func testTransactions(t *testing.T, s identity.Store) {
 	})
 	wantErr(t, err, identity.ErrConflict)
 }
-
-// Genesis is the hash the chain starts from: 32 zero bytes.
-var Genesis = make([]byte, 32)
 
 // link is a stand-in for the service's chain function: it must depend on
 // the previous hash and the event.
