@@ -44,6 +44,9 @@ type Users interface {
 	UserByID(ctx context.Context, id string) (*User, error)
 	UserByEmail(ctx context.Context, email string) (*User, error)
 	UpdateUser(ctx context.Context, u *User) error
+	// RecordLoginFailure counts a failed login atomically, so parallel
+	// guesses cannot all read the same count, and returns the new count.
+	RecordLoginFailure(ctx context.Context, userID string, at time.Time) (int, error)
 	// ListUsers returns users whose email contains query (all if empty),
 	// ordered by id, after the cursor id.
 	ListUsers(ctx context.Context, query, after string, limit int) ([]User, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"strings"
+	"time"
 
 	"github.com/mcpauthz/mcpauthz/identity"
 )
@@ -44,6 +45,13 @@ func (q queries) UpdateUser(ctx context.Context, u *identity.User) error {
 		last_failed_at = ?, updated_at = ? WHERE id = ?`,
 		u.Email, u.PasswordHash, u.DisplayName, stringsArg(u.PlatformRoles), string(u.Status), u.BanReason,
 		q.t(u.BannedUntil), u.FailedLogins, q.t(u.LastFailedAt), q.t(u.UpdatedAt), u.ID))
+}
+
+func (q queries) RecordLoginFailure(ctx context.Context, userID string, at time.Time) (int, error) {
+	var n int
+	err := q.row(ctx, `UPDATE users SET failed_logins = failed_logins + 1, last_failed_at = ?
+		WHERE id = ? RETURNING failed_logins`, q.t(at), userID).Scan(&n)
+	return n, q.wrap(err)
 }
 
 func (q queries) ListUsers(ctx context.Context, query, after string, limit int) ([]identity.User, error) {

@@ -117,6 +117,26 @@ func testUsers(t *testing.T, s identity.Store) {
 	}
 	wantErr(t, s.UpdateUser(ctx(), user("nobody", "x@example.com")), identity.ErrNotFound)
 
+	// Failures counted from parallel logins are all counted.
+	const guesses = 20
+	done := make(chan error, guesses)
+	for range guesses {
+		go func() {
+			_, err := s.RecordLoginFailure(ctx(), "u1", t0.Add(2*time.Minute))
+			done <- err
+		}()
+	}
+	for range guesses {
+		must(t, <-done)
+	}
+	n, err := s.RecordLoginFailure(ctx(), "u1", t0.Add(3*time.Minute))
+	must(t, err)
+	if n != 3+guesses+1 {
+		t.Fatalf("%d failures counted, want %d", n, 3+guesses+1)
+	}
+	_, err = s.RecordLoginFailure(ctx(), "nobody", t0)
+	wantErr(t, err, identity.ErrNotFound)
+
 	for i := range 5 {
 		must(t, s.CreateUser(ctx(), user(fmt.Sprintf("v%d", i), fmt.Sprintf("user%d@corp.example", i))))
 	}

@@ -1,0 +1,256 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/mcpauthz/mcpauthz/identity/password"
+)
+
+// SignUp is a request to create an account.
+type SignUp struct {
+	Email       string
+	Password    string
+	DisplayName string
+	// Consents must grant every required consent in its current version;
+	// optional ones may be granted or refused.
+	Consents []Consent
+}
+
+// maxDisplayName bounds display names, in characters.
+const maxDisplayName = 100
+
+// SignUp creates an account. The email is normalized; the password must
+// pass the policy; consents are recorded with their versions and time.
+func (s *Service) SignUp(ctx context.Context, in SignUp, m Meta) (*User, error) {
+	email, err := password.NormalizeEmail(in.Email)
+	if err != nil {
+		return nil, invalid("email", "not a valid email address", err)
+	}
+	name, err := displayName(in.DisplayName)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Policy.Check(in.Password, email); err != nil {
+		var pe *password.PolicyError
+		if errors.As(err, &pe) {
+			return nil, invalid("password", pe.Reason, err)
+		}
+		return nil, invalid("password", "not acceptable", err)
+	}
+	now := s.now()
+	consents, err := s.consents(in.Consents)
+	if err != nil {
+		return nil, err
+	}
+	for i := range consents {
+		consents[i].At = now
+	}
+	var hash string
+	if err := s.hashing(ctx, func() { hash, err = password.Hash(in.Password, s.cfg.Password, s.random) }); err != nil {
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.newID()
+	if err != nil {
+		return nil, err
+	}
+	u := &User{ID: id, Email: email, PasswordHash: hash, DisplayName: name, PlatformRoles: []string{},
+		Status: UserActive, CreatedAt: now, UpdatedAt: now}
+	err = s.store.Tx(ctx, func(tx Tx) error {
+		if err := tx.CreateUser(ctx, u); err != nil {
+			if errors.Is(err, ErrConflict) {
+				return invalid("email", "already registered", ErrConflict)
+			}
+			return err
+		}
+		if err := tx.SetConsents(ctx, u.ID, consents); err != nil {
+			return err
+		}
+		granted := map[string]any{}
+		for _, c := range consents {
+			granted[c.Kind] = c.Granted
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "user.signup", ActorID: u.ID, TargetType: "user", TargetID: u.ID,
+			Details: map[string]any{"consents": granted}}, m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func displayName(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case !utf8.ValidString(s):
+		return "", invalid("display_name", "not valid UTF-8", nil)
+	case utf8.RuneCountInString(s) > maxDisplayName:
+		return "", invalid("display_name", "longer than 100 characters", nil)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return "", invalid("display_name", "contains control characters", nil)
+	}
+	return s, nil
+}
+
+// consents checks a sign-up's consents against the required and optional
+// kinds: every required one granted in its current version, nothing unknown.
+func (s *Service) consents(in []Consent) ([]Consent, error) {
+	seen := map[string]bool{}
+	out := make([]Consent, 0, len(in))
+	for _, c := range in {
+		if seen[c.Kind] {
+			return nil, invalid("consents", "consent "+c.Kind+" given twice", nil)
+		}
+		seen[c.Kind] = true
+		version, required := s.cfg.RequiredConsents[c.Kind]
+		switch {
+		case required && !c.Granted:
+			return nil, invalid("consents", c.Kind+" must be accepted", nil)
+		case required && c.Version != version:
+			return nil, invalid("consents", c.Kind+" version "+c.Version+" is not the current one ("+version+")", nil)
+		case !required && !slices.Contains(s.cfg.OptionalConsents, c.Kind):
+			return nil, invalid("consents", "unknown consent "+c.Kind, nil)
+		}
+		out = append(out, Consent{Kind: c.Kind, Version: c.Version, Granted: c.Granted})
+	}
+	for kind := range s.cfg.RequiredConsents {
+		if !seen[kind] {
+			return nil, invalid("consents", kind+" must be accepted", nil)
+		}
+	}
+	return out, nil
+}
+
+// Login is a successful sign-in: the session and its token, shown once.
+type Login struct {
+	User    *User
+	Session *Session
+	Token   string
+}
+
+// Login checks an email and password and opens a session. Unknown emails
+// and wrong passwords fail alike, in message and in time; repeated
+// failures lock the account with growing delays.
+func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (*Login, error) {
+	norm, err := password.NormalizeEmail(email)
+	var u *User
+	if err == nil {
+		u, err = s.store.UserByEmail(ctx, norm)
+	}
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) && !errors.Is(err, password.ErrInvalidEmail) {
+			return nil, err
+		}
+		// Spend what a real check spends, so timing does not tell.
+		if err := s.hashing(ctx, func() { password.VerifyDummy(pw, s.cfg.Password) }); err != nil {
+			return nil, err
+		}
+		return nil, ErrInvalidCredentials
+	}
+	now := s.now()
+	if until := s.cfg.Lockout.Until(u.FailedLogins, u.LastFailedAt); now.Before(until) {
+		// Refused without checking, and without counting: a locked
+		// account cannot be kept locked forever by more guesses.
+		if err := s.hashing(ctx, func() { password.VerifyDummy(pw, s.cfg.Password) }); err != nil {
+			return nil, err
+		}
+		return nil, &LockedError{Until: until}
+	}
+	ok, err := s.checkPassword(ctx, u, pw)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, s.loginFailed(ctx, u, m, "wrong password")
+	}
+	if u.Banned(now) {
+		if err := s.store.Tx(ctx, func(tx Tx) error {
+			return s.record(ctx, tx, AuditEvent{Action: "user.login_refused", ActorID: u.ID,
+				Details: map[string]any{"reason": "banned"}}, m)
+		}); err != nil {
+			return nil, err
+		}
+		return nil, ErrBanned
+	}
+	var login *Login
+	var evicted []string
+	err = s.store.Tx(ctx, func(tx Tx) error {
+		if u.FailedLogins != 0 || password.NeedsRehash(u.PasswordHash, s.cfg.Password) {
+			if err := s.refreshUser(ctx, tx, u, pw, now); err != nil {
+				return err
+			}
+		}
+		sess, tok, ev, err := s.openSession(ctx, tx, u.ID, now, m)
+		if err != nil {
+			return err
+		}
+		login, evicted = &Login{User: u, Session: sess, Token: tok}, ev
+		return s.record(ctx, tx, AuditEvent{Action: "user.login", ActorID: u.ID,
+			Details: map[string]any{"session_id": sess.ID}}, m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(evicted) > 0 {
+		s.publish(ctx, Event{Kind: EventSessionsRevoked, UserID: u.ID, SessionIDs: evicted})
+	}
+	return login, nil
+}
+
+// checkPassword verifies pw against the user's hash, holding a hashing slot.
+func (s *Service) checkPassword(ctx context.Context, u *User, pw string) (bool, error) {
+	var ok bool
+	var verr error
+	if err := s.hashing(ctx, func() { ok, verr = password.Verify(pw, u.PasswordHash) }); err != nil {
+		return false, err
+	}
+	if verr != nil {
+		// A stored hash that does not parse is a fault, not a guess.
+		s.log.ErrorContext(ctx, "stored password hash is unusable", "user_id", u.ID, "error", verr)
+		return false, nil
+	}
+	return ok, nil
+}
+
+// loginFailed counts a failure and records it.
+func (s *Service) loginFailed(ctx context.Context, u *User, m Meta, reason string) error {
+	err := s.store.Tx(ctx, func(tx Tx) error {
+		n, err := tx.RecordLoginFailure(ctx, u.ID, s.now())
+		if err != nil {
+			return err
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "user.login_failed", ActorID: u.ID,
+			Details: map[string]any{"reason": reason, "failures": n}}, m)
+	})
+	if err != nil {
+		return err
+	}
+	return ErrInvalidCredentials
+}
+
+// refreshUser clears the failure count and rehashes the password when the
+// parameters changed.
+func (s *Service) refreshUser(ctx context.Context, tx Tx, u *User, pw string, now time.Time) error {
+	u.FailedLogins, u.LastFailedAt = 0, time.Time{}
+	if password.NeedsRehash(u.PasswordHash, s.cfg.Password) {
+		var hash string
+		var err error
+		if herr := s.hashing(ctx, func() { hash, err = password.Hash(pw, s.cfg.Password, s.random) }); herr != nil {
+			return herr
+		}
+		if err != nil {
+			return err
+		}
+		u.PasswordHash = hash
+	}
+	u.UpdatedAt = now
+	return tx.UpdateUser(ctx, u)
+}
