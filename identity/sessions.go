@@ -188,4 +188,3 @@ func (s *Service) CleanupSessions(ctx context.Context, batch int) (int, error) {
 	}
 	return total, ctx.Err()
 }
-
