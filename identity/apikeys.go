@@ -1,0 +1,230 @@
+package identity
+
+import (
+	"context"
+	"net/netip"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/identity/token"
+)
+
+// NewAPIKey describes a key to create.
+type NewAPIKey struct {
+	Name         string
+	Scopes       []string
+	AllowedTools []string
+	Tier         Tier      // empty: the organization's; never above it
+	IPAllowlist  []string  // addresses or CIDR prefixes; empty allows any
+	ExpiresAt    time.Time // zero: never
+}
+
+// DefaultKeyGrace is how long a rotated key stays valid unless told.
+const DefaultKeyGrace = 24 * time.Hour
+
+var (
+	scopeRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]*(:[a-z0-9_.*-]+)*$`)
+	toolRE  = regexp.MustCompile(`^[A-Za-z0-9_./-]{1,128}$`)
+)
+
+func tierRank(t Tier) int {
+	switch t {
+	case TierFree:
+		return 1
+	case TierPro:
+		return 2
+	case TierEnterprise:
+		return 3
+	}
+	return 0
+}
+
+// validate checks the request and returns the cleaned key attributes.
+func (in NewAPIKey) validate(now time.Time) (NewAPIKey, error) {
+	name, err := orgName(in.Name)
+	if err != nil {
+		return in, err
+	}
+	in.Name = name
+	if len(in.Scopes) > 64 || len(in.AllowedTools) > 256 || len(in.IPAllowlist) > 64 {
+		return in, invalid("key", "too many scopes, tools or addresses", nil)
+	}
+	for _, sc := range in.Scopes {
+		if !scopeRE.MatchString(sc) || len(sc) > 128 {
+			return in, invalid("scopes", "not a scope: "+sc, nil)
+		}
+	}
+	for _, t := range in.AllowedTools {
+		if !toolRE.MatchString(t) {
+			return in, invalid("allowed_tools", "not a tool name", nil)
+		}
+	}
+	allow := make([]string, 0, len(in.IPAllowlist))
+	for _, a := range in.IPAllowlist {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(a)
+			if aerr != nil {
+				return in, invalid("ip_allowlist", "not an address or CIDR prefix: "+a, err)
+			}
+			p = netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen())
+		}
+		allow = append(allow, p.Masked().String())
+	}
+	in.IPAllowlist = allow
+	if !in.ExpiresAt.IsZero() && !in.ExpiresAt.After(now) {
+		return in, invalid("expires_at", "in the past", nil)
+	}
+	if in.Tier != "" && !in.Tier.Valid() {
+		return in, invalid("tier", "not a tier", nil)
+	}
+	in.Scopes, in.AllowedTools = slices.Clone(in.Scopes), slices.Clone(in.AllowedTools)
+	return in, nil
+}
+
+// CreateAPIKey creates a key for an organization (owners, admins and
+// members). It returns the key and its secret, shown once and stored only
+// as a digest.
+func (s *Service) CreateAPIKey(ctx context.Context, actorID, orgID string, in NewAPIKey, m Meta) (*APIKey, string, error) {
+	now := s.now()
+	in, err := in.validate(now)
+	if err != nil {
+		return nil, "", err
+	}
+	var k *APIKey
+	var secret string
+	err = s.store.Tx(ctx, func(tx Tx) error {
+		if _, err := atLeast(ctx, tx, orgID, actorID, RoleMember); err != nil {
+			return err
+		}
+		o, err := tx.OrgByID(ctx, orgID)
+		if err != nil {
+			return err
+		}
+		if in.Tier == "" {
+			in.Tier = o.Tier
+		}
+		if tierRank(in.Tier) > tierRank(o.Tier) {
+			return invalid("tier", "above the organization's", nil)
+		}
+		k, secret, err = s.newKey(ctx, tx, orgID, actorID, in, now)
+		if err != nil {
+			return err
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "api_key.create", OrgID: orgID, ActorID: actorID,
+			Details: map[string]any{"key_id": k.ID, "tier": string(k.Tier)}}, m)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return k, secret, nil
+}
+
+func (s *Service) newKey(ctx context.Context, tx Tx, orgID, actorID string, in NewAPIKey, now time.Time) (*APIKey, string, error) {
+	secret, err := token.New(token.KindAPIKey, s.random)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := s.newID()
+	if err != nil {
+		return nil, "", err
+	}
+	d := token.DigestOf(secret)
+	k := &APIKey{ID: id, OrgID: orgID, CreatedBy: actorID, Name: in.Name, TokenDigest: d[:], Hint: token.Hint(secret),
+		Scopes: in.Scopes, AllowedTools: in.AllowedTools, Tier: in.Tier, IPAllowlist: in.IPAllowlist,
+		CreatedAt: now, ExpiresAt: in.ExpiresAt}
+	if err := tx.CreateAPIKey(ctx, k); err != nil {
+		return nil, "", err
+	}
+	return k, secret, nil
+}
+
+// APIKeys lists an organization's keys (any member); listings show the
+// hint, never the secret or its digest.
+func (s *Service) APIKeys(ctx context.Context, actorID, orgID string) ([]APIKey, error) {
+	if _, err := atLeast(ctx, s.store, orgID, actorID, RoleViewer); err != nil {
+		return nil, err
+	}
+	keys, err := s.store.APIKeys(ctx, orgID)
+	for i := range keys {
+		keys[i].TokenDigest = nil
+	}
+	return keys, err
+}
+
+// canManageKey: owners and admins manage every key, members their own.
+func canManageKey(r Role, k *APIKey, actorID string) bool {
+	return rank(r) >= rank(RoleAdmin) || (r == RoleMember && k.CreatedBy == actorID)
+}
+
+// RotateAPIKey issues a new key with the same attributes; the old one
+// stays valid for grace (DefaultKeyGrace when zero), then stops.
+func (s *Service) RotateAPIKey(ctx context.Context, actorID, orgID, keyID string, grace time.Duration, m Meta) (*APIKey, string, error) {
+	if grace == 0 {
+		grace = DefaultKeyGrace
+	}
+	if grace < 0 || grace > 30*24*time.Hour {
+		return nil, "", invalid("grace", "must be between 0 and 30 days", nil)
+	}
+	now := s.now()
+	var k *APIKey
+	var secret string
+	err := s.store.Tx(ctx, func(tx Tx) error {
+		r, err := atLeast(ctx, tx, orgID, actorID, RoleMember)
+		if err != nil {
+			return err
+		}
+		old, err := tx.APIKey(ctx, orgID, keyID)
+		if err != nil {
+			return err
+		}
+		if !canManageKey(r, old, actorID) {
+			return ErrForbidden
+		}
+		if !old.Usable(now) || old.ReplacedBy != "" {
+			return invalid("key", "revoked, expired or already rotated", nil)
+		}
+		k, secret, err = s.newKey(ctx, tx, orgID, actorID, NewAPIKey{Name: old.Name, Scopes: old.Scopes,
+			AllowedTools: old.AllowedTools, Tier: old.Tier, IPAllowlist: old.IPAllowlist, ExpiresAt: old.ExpiresAt}, now)
+		if err != nil {
+			return err
+		}
+		if err := tx.ReplaceAPIKey(ctx, orgID, keyID, k.ID, now.Add(grace)); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "api_key.rotate", OrgID: orgID, ActorID: actorID,
+			Details: map[string]any{"key_id": keyID, "new_key_id": k.ID}}, m)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return k, secret, nil
+}
+
+// RevokeAPIKey revokes a key at once.
+func (s *Service) RevokeAPIKey(ctx context.Context, actorID, orgID, keyID string, m Meta) error {
+	err := s.store.Tx(ctx, func(tx Tx) error {
+		r, err := atLeast(ctx, tx, orgID, actorID, RoleMember)
+		if err != nil {
+			return err
+		}
+		k, err := tx.APIKey(ctx, orgID, keyID)
+		if err != nil {
+			return err
+		}
+		if !canManageKey(r, k, actorID) {
+			return ErrForbidden
+		}
+		if err := tx.RevokeAPIKey(ctx, orgID, keyID, s.now()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "api_key.revoke", OrgID: orgID, ActorID: actorID,
+			Details: map[string]any{"key_id": keyID}}, m)
+	})
+	if err != nil {
+		return err
+	}
+	s.publish(ctx, Event{Kind: EventAPIKeysRevoked, OrgID: orgID, KeyIDs: []string{keyID}})
+	return nil
+}
