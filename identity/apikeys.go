@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -138,6 +139,27 @@ func (s *Service) newKey(ctx context.Context, tx Tx, orgID, actorID string, in N
 		return nil, "", err
 	}
 	return k, secret, nil
+}
+
+// AuthenticateAPIKey returns the key a secret stands for, if it is usable
+// from clientIP. Malformed, unknown, revoked, expired and rotated-out keys,
+// and addresses outside the key's allowlist, are ErrUnauthenticated.
+func (s *Service) AuthenticateAPIKey(ctx context.Context, secret, clientIP string) (*APIKey, error) {
+	if kind, err := token.Parse(secret); err != nil || kind != token.KindAPIKey {
+		return nil, ErrUnauthenticated
+	}
+	d := token.DigestOf(secret)
+	k, err := s.store.APIKeyByDigest(ctx, d[:])
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrUnauthenticated
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !k.Usable(s.now()) || !k.AllowsIP(clientIP) {
+		return nil, ErrUnauthenticated
+	}
+	return k, nil
 }
 
 // APIKeys lists an organization's keys (any member); listings show the

@@ -119,6 +119,9 @@ type APIKeys interface {
 	// RevokeAPIKeysOfUser revokes the keys the user created, in every
 	// organization, and returns their ids.
 	RevokeAPIKeysOfUser(ctx context.Context, userID string, at time.Time) ([]string, error)
+	// DeleteAPIKeysOfUser deletes the keys the user created, in every
+	// organization, and returns their ids.
+	DeleteAPIKeysOfUser(ctx context.Context, userID string) ([]string, error)
 	// TouchAPIKeys records last use times in one batch.
 	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error
 }

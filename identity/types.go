@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"net/netip"
 	"time"
 )
 
@@ -170,6 +171,25 @@ func (k *APIKey) Usable(t time.Time) bool {
 		return false
 	}
 	return true
+}
+
+// AllowsIP reports whether the key may be used from ip: any address when
+// the allowlist is empty, else one inside a listed prefix.
+func (k *APIKey) AllowsIP(ip string) bool {
+	if len(k.IPAllowlist) == 0 {
+		return true
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, s := range k.IPAllowlist {
+		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // StoredSigningKey is a JWT signing key as stored: its private part sealed

@@ -370,12 +370,25 @@ func testAPIKeys(t *testing.T, s identity.Store) {
 		t.Fatalf("revoked %v", revoked)
 	}
 
+	deleted, err := s.DeleteAPIKeysOfUser(ctx(), "u2")
+	must(t, err)
+	if len(deleted) != 0 {
+		t.Fatalf("deleted %v of a user with no keys", deleted)
+	}
 	must(t, s.TouchAPIKeys(ctx(), map[string]time.Time{"k1": t0.Add(time.Hour), "k3": t0.Add(time.Minute)}))
 	must(t, s.TouchAPIKeys(ctx(), map[string]time.Time{"k1": t0.Add(time.Minute)})) // never moves back
 	k, err = s.APIKey(ctx(), "o1", "k1")
 	must(t, err)
 	if !k.LastUsedAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("last used %v", k.LastUsedAt)
+	}
+	deleted, err = s.DeleteAPIKeysOfUser(ctx(), "u1")
+	must(t, err)
+	if len(deleted) != 3 {
+		t.Fatalf("deleted %v", deleted)
+	}
+	if keys, _ := s.APIKeys(ctx(), "o1"); len(keys) != 0 {
+		t.Fatalf("%d keys remain", len(keys))
 	}
 }
 

@@ -1,0 +1,179 @@
+package identity
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Platform roles.
+const (
+	PlatformAdmin      = "admin"
+	PlatformSuperAdmin = "super-admin"
+)
+
+// admin checks that the session's user is a platform admin (super-admins
+// are admins) with a fresh session, and returns the user.
+func (s *Service) admin(ctx context.Context, sess *Session, super bool) (*User, error) {
+	u, err := s.store.UserByID(ctx, sess.UserID)
+	if err != nil {
+		return nil, err
+	}
+	ok := slices.Contains(u.PlatformRoles, PlatformSuperAdmin) || (!super && slices.Contains(u.PlatformRoles, PlatformAdmin))
+	if !ok {
+		return nil, ErrForbidden
+	}
+	if !s.Fresh(sess) {
+		return nil, ErrFreshAuthRequired
+	}
+	return u, nil
+}
+
+// AdminUsers lists users whose email contains query, after the cursor id.
+func (s *Service) AdminUsers(ctx context.Context, sess *Session, query, after string, limit int) ([]User, error) {
+	if _, err := s.admin(ctx, sess, false); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > 200 {
+		limit = 50
+	}
+	users, err := s.store.ListUsers(ctx, strings.ToLower(query), after, limit)
+	for i := range users {
+		users[i].PasswordHash = ""
+	}
+	return users, err
+}
+
+// Ban suspends a user until until (zero: until unbanned) and revokes their
+// sessions and API keys at once. Admins cannot ban themselves or a
+// super-admin.
+func (s *Service) Ban(ctx context.Context, sess *Session, userID, reason string, until time.Time, m Meta) error {
+	admin, err := s.admin(ctx, sess, false)
+	if err != nil {
+		return err
+	}
+	reason = strings.TrimSpace(reason)
+	switch {
+	case userID == admin.ID:
+		return invalid("user_id", "cannot ban yourself", nil)
+	case reason == "" || len(reason) > 500:
+		return invalid("reason", "required, at most 500 bytes", nil)
+	case !until.IsZero() && !until.After(s.now()):
+		return invalid("until", "in the past", nil)
+	}
+	var sessions, keys []string
+	err = s.store.Tx(ctx, func(tx Tx) error {
+		u, err := tx.UserByID(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(u.PlatformRoles, PlatformSuperAdmin) && !slices.Contains(admin.PlatformRoles, PlatformSuperAdmin) {
+			return ErrForbidden
+		}
+		now := s.now()
+		u.Status, u.BanReason, u.BannedUntil, u.UpdatedAt = UserBanned, reason, until, now
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		if sessions, err = tx.RevokeSessionsOfUser(ctx, userID, now); err != nil {
+			return err
+		}
+		if keys, err = tx.RevokeAPIKeysOfUser(ctx, userID, now); err != nil {
+			return err
+		}
+		details := map[string]any{"sessions": len(sessions), "keys": len(keys)}
+		if !until.IsZero() {
+			details["until"] = until.UTC().Format(time.RFC3339)
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "admin.ban", ActorID: admin.ID, TargetType: "user", TargetID: userID,
+			Details: details}, m)
+	})
+	if err != nil {
+		return err
+	}
+	s.publish(ctx, Event{Kind: EventUserBanned, UserID: userID, SessionIDs: sessions, KeyIDs: keys})
+	return nil
+}
+
+// Unban lifts a ban.
+func (s *Service) Unban(ctx context.Context, sess *Session, userID string, m Meta) error {
+	admin, err := s.admin(ctx, sess, false)
+	if err != nil {
+		return err
+	}
+	return s.store.Tx(ctx, func(tx Tx) error {
+		u, err := tx.UserByID(ctx, userID)
+		if err != nil {
+			return err
+		}
+		u.Status, u.BanReason, u.BannedUntil, u.UpdatedAt = UserActive, "", time.Time{}, s.now()
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "admin.unban", ActorID: admin.ID, TargetType: "user", TargetID: userID}, m)
+	})
+}
+
+// SetPlatformRoles sets a user's platform roles (super-admins only).
+func (s *Service) SetPlatformRoles(ctx context.Context, sess *Session, userID string, roles []string, m Meta) error {
+	admin, err := s.admin(ctx, sess, true)
+	if err != nil {
+		return err
+	}
+	for _, r := range roles {
+		if r != PlatformAdmin && r != PlatformSuperAdmin {
+			return invalid("roles", "not a platform role: "+r, nil)
+		}
+	}
+	roles = slices.Compact(slices.Sorted(slices.Values(roles)))
+	if userID == admin.ID && !slices.Contains(roles, PlatformSuperAdmin) {
+		return invalid("roles", "a super-admin cannot demote themselves", nil)
+	}
+	return s.store.Tx(ctx, func(tx Tx) error {
+		u, err := tx.UserByID(ctx, userID)
+		if err != nil {
+			return err
+		}
+		from := u.PlatformRoles
+		u.PlatformRoles, u.UpdatedAt = roles, s.now()
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "admin.platform_roles", ActorID: admin.ID, TargetType: "user", TargetID: userID,
+			Details: map[string]any{"from": strings.Join(from, ","), "to": strings.Join(roles, ",")}}, m)
+	})
+}
+
+// AdminRevokeAll revokes every session and API key of a user.
+func (s *Service) AdminRevokeAll(ctx context.Context, sess *Session, userID string, m Meta) error {
+	admin, err := s.admin(ctx, sess, false)
+	if err != nil {
+		return err
+	}
+	var sessions, keys []string
+	err = s.store.Tx(ctx, func(tx Tx) error {
+		if _, err := tx.UserByID(ctx, userID); err != nil {
+			return err
+		}
+		now := s.now()
+		if sessions, err = tx.RevokeSessionsOfUser(ctx, userID, now); err != nil {
+			return err
+		}
+		if keys, err = tx.RevokeAPIKeysOfUser(ctx, userID, now); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "admin.revoke_all", ActorID: admin.ID, TargetType: "user", TargetID: userID,
+			Details: map[string]any{"sessions": len(sessions), "keys": len(keys)}}, m)
+	})
+	if err != nil {
+		return err
+	}
+	if len(sessions) > 0 {
+		s.publish(ctx, Event{Kind: EventSessionsRevoked, UserID: userID, SessionIDs: sessions})
+	}
+	if len(keys) > 0 {
+		s.publish(ctx, Event{Kind: EventAPIKeysRevoked, UserID: userID, KeyIDs: keys})
+	}
+	return nil
+}

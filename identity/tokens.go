@@ -1,0 +1,235 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcpauthz/mcpauthz/identity/token"
+)
+
+// TokenConfig configures the JWTs the service issues in exchange for a
+// session or an API key.
+type TokenConfig struct {
+	Issuer string
+	// Audience is the MCP resource the tokens are for; a token is issued
+	// for one audience and must not be accepted by any other.
+	Audience      string
+	TTL           time.Duration // default 5 minutes
+	Alg           token.Alg     // default ES256
+	SigningPeriod time.Duration // how long one key signs; default 30 days
+	// KEK encrypts signing keys at rest (32 bytes).
+	KEK []byte
+}
+
+func (c TokenConfig) withDefaults() TokenConfig {
+	if c.TTL == 0 {
+		c.TTL = 5 * time.Minute
+	}
+	if c.Alg == "" {
+		c.Alg = token.DefaultAlg
+	}
+	if c.SigningPeriod == 0 {
+		c.SigningPeriod = token.DefaultSigningPeriod
+	}
+	return c
+}
+
+func (c TokenConfig) validate() error {
+	switch {
+	case c.Issuer == "" || c.Audience == "":
+		return errors.New("tokens: issuer and audience are required")
+	case len(c.KEK) != token.KEKSize:
+		return fmt.Errorf("tokens: the key-encryption key must be %d bytes", token.KEKSize)
+	case c.TTL <= 0 || c.TTL > time.Hour:
+		return errors.New("tokens: lifetime must be between 0 and 1 hour")
+	case c.SigningPeriod <= 2*c.TTL:
+		return errors.New("tokens: the signing period must be longer than two token lifetimes")
+	}
+	return nil
+}
+
+// Tokens issues JWTs and publishes the keys that verify them. Keys are
+// stored sealed with the KEK; rotation keeps the previous key published
+// for one token lifetime, so tokens it signed verify until they expire.
+type Tokens struct {
+	svc *Service
+	cfg TokenConfig
+
+	mu   sync.Mutex
+	keys token.KeySet
+}
+
+// NewTokens returns the token issuer of svc.
+func NewTokens(svc *Service, cfg TokenConfig) (*Tokens, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Tokens{svc: svc, cfg: cfg}, nil
+}
+
+// Rotate loads the stored keys, adds a key when the signing one nears the
+// end of its period, drops keys no token can still need, and stores the
+// result. Run it at start and then periodically.
+func (t *Tokens) Rotate(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.svc.now()
+	return t.svc.store.Tx(ctx, func(tx Tx) error {
+		stored, err := tx.SigningKeys(ctx)
+		if err != nil {
+			return err
+		}
+		var keys []*token.SigningKey
+		for _, sk := range stored {
+			plain, err := token.Open(sk.Sealed, t.cfg.KEK)
+			if err != nil {
+				return fmt.Errorf("signing key %s: %w", sk.ID, err)
+			}
+			k, err := token.UnmarshalPrivate(plain)
+			if err != nil {
+				return fmt.Errorf("signing key %s: %w", sk.ID, err)
+			}
+			keys = append(keys, k)
+		}
+		ks, err := token.NewKeySet(keys...)
+		if err != nil {
+			return err
+		}
+		next, err := ks.Rotate(now, t.svc.random, t.cfg.Alg, t.cfg.SigningPeriod, t.cfg.TTL)
+		if err != nil {
+			return err
+		}
+		for _, k := range next.Keys() {
+			if _, had := ks.Key(k.ID); had {
+				continue
+			}
+			plain, err := token.MarshalPrivate(k)
+			if err != nil {
+				return err
+			}
+			sealed, err := token.Seal(plain, t.cfg.KEK, t.svc.random)
+			if err != nil {
+				return err
+			}
+			if err := tx.SaveSigningKey(ctx, &StoredSigningKey{ID: k.ID, Alg: string(k.Alg), Sealed: sealed,
+				CreatedAt: k.CreatedAt, NotAfter: k.NotAfter}); err != nil {
+				return err
+			}
+			if err := t.svc.record(ctx, tx, AuditEvent{Action: "signing_key.create", Details: map[string]any{"kid": k.ID, "alg": string(k.Alg)}}, Meta{}); err != nil {
+				return err
+			}
+		}
+		for _, k := range ks.Keys() {
+			if _, kept := next.Key(k.ID); !kept {
+				if err := tx.DeleteSigningKey(ctx, k.ID); err != nil {
+					return err
+				}
+			}
+		}
+		t.keys = next
+		return nil
+	})
+}
+
+// JWKS returns the published verification keys.
+func (t *Tokens) JWKS() ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.keys.JWKS()
+}
+
+// KeySet returns the current keys, for verifying tokens in process.
+func (t *Tokens) KeySet() token.KeySet {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.keys
+}
+
+// Claims are the claims of an issued token.
+type Claims struct {
+	jwt.RegisteredClaims
+	Tenant   string   `json:"tid,omitempty"`
+	Roles    []string `json:"roles,omitempty"`
+	Scope    string   `json:"scope,omitempty"`
+	AuthTime int64    `json:"auth_time,omitempty"`
+	// AMR lists how the subject authenticated (RFC 8176): "pwd" for a
+	// password session; empty for an API key.
+	AMR []string `json:"amr,omitempty"`
+}
+
+// Issued is a token and its expiry.
+type Issued struct {
+	Token     string
+	ExpiresAt time.Time
+}
+
+// ForSession issues a token for a session's user in its active
+// organization (or the given one, which the user must belong to).
+func (t *Tokens) ForSession(ctx context.Context, sess *Session, orgID string) (*Issued, error) {
+	if orgID == "" {
+		orgID = sess.ActiveOrgID
+	}
+	var roles []string
+	if orgID != "" {
+		m, err := t.svc.store.Membership(ctx, orgID, sess.UserID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, ErrForbidden
+		}
+		if err != nil {
+			return nil, err
+		}
+		roles = []string{string(m.Role)}
+	}
+	return t.issue(sess.UserID, orgID, roles, "", sess.AuthTime, []string{"pwd"})
+}
+
+// ForAPIKey issues a token for an API key: subject "key:<id>", its
+// organization, and its scopes.
+func (t *Tokens) ForAPIKey(ctx context.Context, k *APIKey) (*Issued, error) {
+	if !k.Usable(t.svc.now()) {
+		return nil, ErrUnauthenticated
+	}
+	scope := ""
+	for i, s := range slices.Sorted(slices.Values(k.Scopes)) {
+		if i > 0 {
+			scope += " "
+		}
+		scope += s
+	}
+	return t.issue("key:"+k.ID, k.OrgID, nil, scope, time.Time{}, nil)
+}
+
+func (t *Tokens) issue(sub, tenant string, roles []string, scope string, authTime time.Time, amr []string) (*Issued, error) {
+	now := t.svc.now()
+	signer, err := t.KeySet().Signer(now)
+	if err != nil {
+		return nil, fmt.Errorf("no signing key (run Rotate): %w", err)
+	}
+	jti, err := t.svc.newID()
+	if err != nil {
+		return nil, err
+	}
+	exp := now.Add(t.cfg.TTL)
+	c := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: t.cfg.Issuer, Subject: sub, Audience: jwt.ClaimStrings{t.cfg.Audience},
+			ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ID: jti,
+		},
+		Tenant: tenant, Roles: roles, Scope: scope, AMR: amr,
+	}
+	if !authTime.IsZero() {
+		c.AuthTime = authTime.Unix()
+	}
+	s, err := signer.Sign(c)
+	if err != nil {
+		return nil, err
+	}
+	return &Issued{Token: s, ExpiresAt: exp}, nil
+}

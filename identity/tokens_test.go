@@ -1,0 +1,192 @@
+package identity_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/identity/token"
+)
+
+var kek = []byte("kek-kek-kek-kek-kek-kek-kek-kek!")
+
+func (f *fixture) tokens(t *testing.T) *identity.Tokens {
+	t.Helper()
+	tk, err := identity.NewTokens(f.svc, identity.TokenConfig{Issuer: "https://id.example.com", Audience: "https://mcp.example.com/mcp",
+		KEK: kek, SigningPeriod: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+func verify(t *testing.T, tk *identity.Tokens, f *fixture, jwt string) (map[string]any, error) {
+	t.Helper()
+	claims, err := token.Verify(jwt, tk.KeySet(), token.WithIssuer("https://id.example.com"),
+		token.WithAudience("https://mcp.example.com/mcp"), token.WithClock(f.clock.now))
+	return claims, err
+}
+
+func TestTokenConfig(t *testing.T) {
+	f := newFixture(t)
+	for name, cfg := range map[string]identity.TokenConfig{
+		"fail/no issuer":     {Audience: "a", KEK: kek},
+		"fail/short KEK":     {Issuer: "i", Audience: "a", KEK: kek[:16]},
+		"fail/long lifetime": {Issuer: "i", Audience: "a", KEK: kek, TTL: 2 * time.Hour},
+		"fail/short period":  {Issuer: "i", Audience: "a", KEK: kek, TTL: time.Hour, SigningPeriod: time.Hour},
+	} {
+		if _, err := identity.NewTokens(f.svc, cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestTokenForSession(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	org, owner, _, _, viewer := f.team(t)
+	tk := f.tokens(t)
+	l, _ := f.svc.Login(ctx, owner.Email, goodPassword, meta)
+	iss, err := tk.ForSession(ctx, l.Session, org.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := verify(t, tk, f, iss.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims["sub"] != owner.ID || claims["tid"] != org.ID || claims["roles"].([]any)[0] != "owner" ||
+		claims["auth_time"].(float64) != float64(l.Session.AuthTime.Unix()) || claims["jti"] == "" || claims["amr"].([]any)[0] != "pwd" {
+		t.Fatalf("claims %v", claims)
+	}
+	if !iss.ExpiresAt.Equal(f.clock.now().Add(5 * time.Minute)) {
+		t.Fatalf("expires %v", iss.ExpiresAt)
+	}
+	other, _ := tk.ForSession(ctx, l.Session, org.ID)
+	c2, _ := verify(t, tk, f, other.Token)
+	if c2["jti"] == claims["jti"] {
+		t.Fatal("two tokens share a jti")
+	}
+	stranger := f.signUp(t, "stranger@example.com")
+	ls, _ := f.svc.Login(ctx, stranger.Email, goodPassword, meta)
+	if _, err := tk.ForSession(ctx, ls.Session, org.ID); !errors.Is(err, identity.ErrForbidden) {
+		t.Fatalf("a token for an org the user is not in: %v", err)
+	}
+	f.clock.advance(6 * time.Minute)
+	if _, err := verify(t, tk, f, iss.Token); err == nil {
+		t.Fatal("an expired token verified")
+	}
+	_ = viewer
+}
+
+func TestTokenForAPIKey(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	org, owner, _, _, _ := f.team(t)
+	tk := f.tokens(t)
+	k, secret, err := f.svc.CreateAPIKey(ctx, owner.ID, org.ID, identity.NewAPIKey{Name: "ci",
+		Scopes: []string{"mcp:tools:list", "mcp:tools:call"}, IPAllowlist: []string{"10.0.0.0/8"}}, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ secret, ip string }{{secret, "192.0.2.1"}, {secret, "not-an-ip"}, {"mcpk_nope", "10.0.0.1"}, {strings.Replace(secret, "mcpk_", "mcps_", 1), "10.0.0.1"}} {
+		if _, err := f.svc.AuthenticateAPIKey(ctx, c.secret, c.ip); !errors.Is(err, identity.ErrUnauthenticated) {
+			t.Errorf("%s from %s: %v", c.secret[:8], c.ip, err)
+		}
+	}
+	got, err := f.svc.AuthenticateAPIKey(ctx, secret, "10.1.2.3")
+	if err != nil || got.ID != k.ID {
+		t.Fatalf("authenticate: %v", err)
+	}
+	iss, err := tk.ForAPIKey(ctx, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := verify(t, tk, f, iss.Token)
+	if err != nil || claims["sub"] != "key:"+k.ID || claims["tid"] != org.ID || claims["scope"] != "mcp:tools:call mcp:tools:list" {
+		t.Fatalf("claims %v %v", claims, err)
+	}
+	if err := f.svc.RevokeAPIKey(ctx, owner.ID, org.ID, k.ID, meta); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AuthenticateAPIKey(ctx, secret, "10.1.2.3"); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Fatalf("a revoked key authenticated: %v", err)
+	}
+}
+
+func TestSigningKeyRotation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	org, owner, _, _, _ := f.team(t)
+	tk := f.tokens(t)
+	l, _ := f.svc.Login(ctx, owner.Email, goodPassword, meta)
+	first, _ := tk.ForSession(ctx, l.Session, org.ID)
+
+	// Keys are sealed at rest: the stored bytes are not a PEM key.
+	stored, err := f.store.SigningKeys(ctx)
+	if err != nil || len(stored) != 1 || strings.Contains(string(stored[0].Sealed), "PRIVATE KEY") {
+		t.Fatalf("stored keys %v %v", len(stored), err)
+	}
+	// A replica with the same KEK signs with the same key.
+	replica := f.tokens(t)
+	if s1, _ := tk.KeySet().Signer(f.clock.now()); s1 == nil {
+		t.Fatal("no signer")
+	} else if s2, _ := replica.KeySet().Signer(f.clock.now()); s2.ID != s1.ID {
+		t.Fatal("replicas sign with different keys")
+	}
+
+	// Near the end of the signing period a new key takes over; the old one
+	// stays published while its tokens can be alive.
+	f.clock.advance(24*time.Hour - 2*time.Minute)
+	if err := tk.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tk.KeySet().Len() != 2 {
+		t.Fatalf("%d keys after rotation", tk.KeySet().Len())
+	}
+	f.clock.advance(time.Minute)
+	second, _ := tk.ForSession(ctx, l.Session, org.ID)
+	if h1, h2 := kid(t, first.Token), kid(t, second.Token); h1 == h2 {
+		t.Fatal("the new key does not sign")
+	}
+	jwks, _ := tk.JWKS()
+	if strings.Count(string(jwks), `"kid"`) != 2 {
+		t.Fatalf("JWKS %s", jwks)
+	}
+	f.clock.advance(10 * time.Minute)
+	if err := tk.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tk.KeySet().Len() != 1 {
+		t.Fatalf("the old key was not dropped: %d keys", tk.KeySet().Len())
+	}
+	third, err := tk.ForSession(ctx, l.Session, org.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verify(t, tk, f, third.Token); err != nil {
+		t.Fatalf("a token of the remaining key: %v", err)
+	}
+	if kid(t, third.Token) != kid(t, second.Token) {
+		t.Fatal("the remaining key is not the new one")
+	}
+
+	// Another KEK cannot read the keys.
+	wrong, _ := identity.NewTokens(f.svc, identity.TokenConfig{Issuer: "i", Audience: "a", KEK: []byte("another-kek-of-thirty-two-bytes!")})
+	if err := wrong.Rotate(ctx); err == nil {
+		t.Fatal("keys opened with the wrong KEK")
+	}
+}
+
+// kid returns a JWT's header (which names its key) without verifying it.
+func kid(t *testing.T, jwt string) string {
+	t.Helper()
+	header := strings.Split(jwt, ".")[0]
+	return header
+}
