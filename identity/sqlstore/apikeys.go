@@ -73,14 +73,7 @@ func (q queries) RevokeAPIKeysOfUser(ctx context.Context, userID string, at time
 }
 
 func (q queries) DeleteAPIKeysOfUser(ctx context.Context, userID string) ([]string, error) {
-	rows, err := q.query(ctx, `DELETE FROM api_keys WHERE created_by = ? RETURNING id`, userID)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (string, error) {
-		var id string
-		return id, r.Scan(&id)
-	})
+	return q.returningIDs(ctx, `DELETE FROM api_keys WHERE created_by = ? RETURNING id`, userID)
 }
 
 func (q queries) TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error {

@@ -100,6 +100,18 @@ func (q queries) Consents(ctx context.Context, userID string) ([]identity.Consen
 	})
 }
 
+// returningIDs runs a statement ending in RETURNING id and collects the ids.
+func (q queries) returningIDs(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := q.query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r *sql.Rows) (string, error) {
+		var id string
+		return id, r.Scan(&id)
+	})
+}
+
 // collect scans every row.
 func collect[T any](rows *sql.Rows, scan func(*sql.Rows) (T, error)) ([]T, error) {
 	defer rows.Close()
