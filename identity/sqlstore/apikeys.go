@@ -61,15 +61,8 @@ func (q queries) ReplaceAPIKey(ctx context.Context, orgID, id, replacedBy string
 }
 
 func (q queries) RevokeAPIKeysOfUser(ctx context.Context, userID string, at time.Time) ([]string, error) {
-	rows, err := q.query(ctx, `UPDATE api_keys SET revoked_at = ? WHERE created_by = ? AND revoked_at IS NULL RETURNING id`,
+	return q.returningIDs(ctx, `UPDATE api_keys SET revoked_at = ? WHERE created_by = ? AND revoked_at IS NULL RETURNING id`,
 		q.t(at), userID)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (string, error) {
-		var id string
-		return id, r.Scan(&id)
-	})
 }
 
 func (q queries) DeleteAPIKeysOfUser(ctx context.Context, userID string) ([]string, error) {

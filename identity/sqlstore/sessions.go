@@ -59,15 +59,8 @@ func (q queries) RevokeSession(ctx context.Context, userID, id string, at time.T
 }
 
 func (q queries) RevokeSessionsOfUser(ctx context.Context, userID string, at time.Time) ([]string, error) {
-	rows, err := q.query(ctx, `UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id`,
+	return q.returningIDs(ctx, `UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id`,
 		q.t(at), userID)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (string, error) {
-		var id string
-		return id, r.Scan(&id)
-	})
 }
 
 func (q queries) DeleteExpiredSessions(ctx context.Context, before time.Time, limit int) (int, error) {
