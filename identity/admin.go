@@ -76,10 +76,7 @@ func (s *Service) Ban(ctx context.Context, sess *Session, userID, reason string,
 		if err := tx.UpdateUser(ctx, u); err != nil {
 			return err
 		}
-		if sessions, err = tx.RevokeSessionsOfUser(ctx, userID, now); err != nil {
-			return err
-		}
-		if keys, err = tx.RevokeAPIKeysOfUser(ctx, userID, now); err != nil {
+		if sessions, keys, err = revokeCredentials(ctx, tx, userID, now); err != nil {
 			return err
 		}
 		details := map[string]any{"sessions": len(sessions), "keys": len(keys)}
@@ -156,11 +153,7 @@ func (s *Service) AdminRevokeAll(ctx context.Context, sess *Session, userID stri
 		if _, err := tx.UserByID(ctx, userID); err != nil {
 			return err
 		}
-		now := s.now()
-		if sessions, err = tx.RevokeSessionsOfUser(ctx, userID, now); err != nil {
-			return err
-		}
-		if keys, err = tx.RevokeAPIKeysOfUser(ctx, userID, now); err != nil {
+		if sessions, keys, err = revokeCredentials(ctx, tx, userID, s.now()); err != nil {
 			return err
 		}
 		return s.record(ctx, tx, AuditEvent{Action: "admin.revoke_all", ActorID: admin.ID, TargetType: "user", TargetID: userID,
@@ -176,4 +169,16 @@ func (s *Service) AdminRevokeAll(ctx context.Context, sess *Session, userID stri
 		s.publish(ctx, Event{Kind: EventAPIKeysRevoked, UserID: userID, KeyIDs: keys})
 	}
 	return nil
+}
+
+// revokeCredentials revokes every session and API key of a user and
+// returns their ids.
+func revokeCredentials(ctx context.Context, tx Tx, userID string, at time.Time) (sessions, keys []string, err error) {
+	if sessions, err = tx.RevokeSessionsOfUser(ctx, userID, at); err != nil {
+		return nil, nil, err
+	}
+	if keys, err = tx.RevokeAPIKeysOfUser(ctx, userID, at); err != nil {
+		return nil, nil, err
+	}
+	return sessions, keys, nil
 }

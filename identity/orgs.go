@@ -170,10 +170,7 @@ func (s *Service) SetRole(ctx context.Context, actorID, orgID, userID string, r 
 		return invalid("role", "not a role", nil)
 	}
 	err := s.store.Tx(ctx, func(tx Tx) error {
-		if err := tx.LockOrg(ctx, orgID); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return ErrForbidden
-			}
+		if err := lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
 		mine, err := atLeast(ctx, tx, orgID, actorID, RoleAdmin)
@@ -205,6 +202,16 @@ func (s *Service) SetRole(ctx context.Context, actorID, orgID, userID string, r 
 	return nil
 }
 
+// lockOrg locks the organization for the transaction; a missing one is
+// ErrForbidden, like one the actor is not in.
+func lockOrg(ctx context.Context, tx Tx, orgID string) error {
+	err := tx.LockOrg(ctx, orgID)
+	if errors.Is(err, ErrNotFound) {
+		return ErrForbidden
+	}
+	return err
+}
+
 // keepAnOwner fails when the organization has a single owner; the caller
 // holds the organization's lock.
 func keepAnOwner(ctx context.Context, tx Tx, orgID string) error {
@@ -222,10 +229,7 @@ func keepAnOwner(ctx context.Context, tx Tx, orgID string) error {
 // anyone, admins members below admin. The last owner cannot leave.
 func (s *Service) RemoveMember(ctx context.Context, actorID, orgID, userID string, m Meta) error {
 	err := s.store.Tx(ctx, func(tx Tx) error {
-		if err := tx.LockOrg(ctx, orgID); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return ErrForbidden
-			}
+		if err := lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
 		mine, err := role(ctx, tx, orgID, actorID)

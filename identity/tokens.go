@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,13 +197,7 @@ func (t *Tokens) ForAPIKey(ctx context.Context, k *APIKey) (*Issued, error) {
 	if !k.Usable(t.svc.now()) {
 		return nil, ErrUnauthenticated
 	}
-	scope := ""
-	for i, s := range slices.Sorted(slices.Values(k.Scopes)) {
-		if i > 0 {
-			scope += " "
-		}
-		scope += s
-	}
+	scope := strings.Join(slices.Sorted(slices.Values(k.Scopes)), " ")
 	return t.issue("key:"+k.ID, k.OrgID, nil, scope, time.Time{}, nil)
 }
 
