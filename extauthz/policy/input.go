@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"encoding/base64"
 	"encoding/binary"
+	"iter"
+	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -166,17 +168,19 @@ func (b *builder) array(terms []*ast.Term) *ast.Term {
 	return b.term(ast.NewArray(terms...))
 }
 
-// sortedKeys returns a map's keys in order in key mode, so equal maps give
-// equal keys, and in any order otherwise.
-func sortedKeys[V any](b *builder, m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
+// members yields a map's entries: in key mode in sorted order, so equal
+// maps give equal keys; otherwise in map order, without sorting.
+func members[V any](b *builder, m map[string]V) iter.Seq2[string, V] {
+	if b.key == nil {
+		return maps.All(m)
 	}
-	if b.key != nil {
-		slices.Sort(ks)
+	return func(yield func(string, V) bool) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if !yield(k, m[k]) {
+				return
+			}
+		}
 	}
-	return ks
 }
 
 func boolTerm(v bool) *ast.Term {
@@ -414,13 +418,7 @@ func (b *builder) headers(h map[string]string, use *bundles.InputUse) *ast.Term 
 		return b.done(o)
 	}
 	o := b.object(use, len(h))
-	if b.key != nil {
-		for _, name := range sortedKeys(b, h) {
-			o.setStr(name, h[name])
-		}
-		return b.done(o)
-	}
-	for name, v := range h {
+	for name, v := range members(b, h) {
 		o.set(name, b.str(v))
 	}
 	return b.done(o)
@@ -428,9 +426,9 @@ func (b *builder) headers(h map[string]string, use *bundles.InputUse) *ast.Term 
 
 func (b *builder) stringMap(m map[string]string, use *bundles.InputUse) *ast.Term {
 	o := b.object(use, len(m))
-	for _, k := range sortedKeys(b, m) {
+	for k, v := range members(b, m) {
 		if o.wants(k) != nil {
-			o.set(k, b.str(m[k]))
+			o.set(k, b.str(v))
 		}
 	}
 	return b.done(o)
@@ -440,9 +438,9 @@ func (b *builder) metadata(m map[string]any, use *bundles.InputUse) *ast.Term {
 	o := b.object(use, 1)
 	if len(m) > 0 && o.wants("filterMetadata") != nil {
 		fm := b.object(use.Child("filterMetadata"), len(m))
-		for _, ns := range sortedKeys(b, m) {
+		for ns, v := range members(b, m) {
 			if u := fm.wants(ns); u != nil {
-				fm.set(ns, b.anyValue(m[ns], u))
+				fm.set(ns, b.anyValue(v, u))
 			}
 		}
 		o.set("filterMetadata", b.done(fm))
@@ -475,9 +473,9 @@ func (b *builder) anyValue(v any, use *bundles.InputUse) *ast.Term {
 		return b.strings(v)
 	case map[string]any:
 		o := b.object(use, len(v))
-		for _, k := range sortedKeys(b, v) {
+		for k, x := range members(b, v) {
 			if u := o.wants(k); u != nil {
-				o.set(k, b.anyValue(v[k], u))
+				o.set(k, b.anyValue(x, u))
 			}
 		}
 		return b.done(o)
@@ -547,8 +545,8 @@ func (b *builder) parsedQuery(raw string) *ast.Term {
 	_, q, _ := strings.Cut(p, "?")
 	values, _ := url.ParseQuery(q) // like url.Query: malformed pairs are dropped
 	o := b.object(bundles.AllInput, len(values))
-	for _, k := range sortedKeys(b, values) {
-		o.set(k, b.strings(values[k]))
+	for k, vs := range members(b, values) {
+		o.set(k, b.strings(vs))
 	}
 	return b.done(o)
 }
@@ -565,9 +563,9 @@ func (b *builder) parsedBody(in *extauthz.PolicyInput, truncated bool, use *bund
 		values, err := url.ParseQuery(req.Body)
 		if err == nil {
 			o := b.object(use, len(values))
-			for _, k := range sortedKeys(b, values) {
+			for k, vs := range members(b, values) {
 				if o.wants(k) != nil {
-					o.set(k, b.strings(values[k]))
+					o.set(k, b.strings(vs))
 				}
 			}
 			return b.done(o)

@@ -142,3 +142,41 @@ func TestCacheKeySoundness(t *testing.T) {
 		t.Logf("use %d: %d keys for %d distinct documents over %d inputs", ui, len(docs), len(distinctDocs), len(inputs))
 	}
 }
+
+// TestCacheKeyNearMisses: inputs that differ only in an empty value
+// against an absent one, or an empty map against none, must not share a
+// key where their documents differ.
+func TestCacheKeyNearMisses(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	req := func(edit func(*extauthz.Request)) *extauthz.PolicyInput {
+		r := &extauthz.Request{Method: "GET", Path: "/mcp", Headers: map[string]string{"x-a": "1"}}
+		edit(r)
+		return &extauthz.PolicyInput{Request: r, Identity: &extauthz.Anonymous}
+	}
+	variants := []*extauthz.PolicyInput{
+		req(func(*extauthz.Request) {}),
+		req(func(r *extauthz.Request) { r.Headers["x-role"] = "" }),
+		req(func(r *extauthz.Request) { r.Headers["x-role"] = "a" }),
+		req(func(r *extauthz.Request) { r.ContextExtensions = map[string]string{"k": ""} }),
+		req(func(r *extauthz.Request) { r.MetadataContext = map[string]any{} }),
+		req(func(r *extauthz.Request) { r.MetadataContext = map[string]any{"ns": map[string]any{}} }),
+		req(func(r *extauthz.Request) { r.Path = "/mcp?x=" }),
+		req(func(r *extauthz.Request) { r.Path = "/mcp?x" }),
+	}
+	uses := []*bundles.InputUse{bundles.AllInput}
+	for _, p := range keyPolicies {
+		uses = append(uses, inputUse(t, p))
+	}
+	for ui, use := range uses {
+		for i, a := range variants {
+			for j, b := range variants[:i] {
+				if string(inputKey(nil, a, use, now)) != string(inputKey(nil, b, use, now)) {
+					continue
+				}
+				if da, db := buildInput(a, use, now), buildInput(b, use, now); !da.Equal(db) {
+					t.Errorf("use %d: variants %d and %d share a key but differ:\n%v\n%v", ui, i, j, da, db)
+				}
+			}
+		}
+	}
+}
