@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"testing"
+	"time"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
@@ -59,7 +60,9 @@ func BenchmarkCheckToolsCall(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			e := loadEngine(b, rbacBundle, bundles.WithDecisionCache(bc.size))
 			ids, _ := extauthz.NewDecisionIDs(rand.Reader)
-			a := extauthz.NewAuthorizer(policy.NewEvaluator(e), ids.Next)
+			// A generous budget: a busy machine may stall one iteration past
+			// the default, which would deny it; the budget costs the same.
+			a := extauthz.NewAuthorizer(policy.NewEvaluator(e), ids.Next, extauthz.WithTimeout(time.Minute))
 			req := toolsCallRequest()
 			ctx := context.Background()
 			b.ReportAllocs()
