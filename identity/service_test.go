@@ -386,6 +386,18 @@ func TestReauthAndFreshness(t *testing.T) {
 	if !f.svc.Fresh(sess) {
 		t.Fatal("re-authentication did not refresh the session")
 	}
+
+	// Revoked after it was read, the session cannot be re-authenticated
+	// back to life.
+	if err := f.svc.RevokeSession(ctx, sess.UserID, sess.ID, meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Reauth(ctx, sess, goodPassword, meta); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Fatalf("re-authenticating a revoked session: %v", err)
+	}
+	if _, _, err := f.svc.Authenticate(ctx, l.Token); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Fatalf("a revoked session works again: %v", err)
+	}
 }
 
 func TestRevokeSessions(t *testing.T) {

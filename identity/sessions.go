@@ -88,7 +88,9 @@ func (s *Service) Authenticate(ctx context.Context, tok string) (*Session, *User
 		if sess.IdleExpires.After(sess.ExpiresAt) {
 			sess.IdleExpires = sess.ExpiresAt
 		}
-		if err := s.store.UpdateSession(ctx, sess); err != nil {
+		if err := s.store.UpdateSession(ctx, sess); errors.Is(err, ErrNotFound) {
+			return nil, nil, ErrUnauthenticated // revoked since it was read
+		} else if err != nil {
 			return nil, nil, err
 		}
 	}
@@ -120,7 +122,9 @@ func (s *Service) Reauth(ctx context.Context, sess *Session, pw string, m Meta) 
 			}
 		}
 		sess.AuthTime = now
-		if err := tx.UpdateSession(ctx, sess); err != nil {
+		if err := tx.UpdateSession(ctx, sess); errors.Is(err, ErrNotFound) {
+			return ErrUnauthenticated // revoked since it was read
+		} else if err != nil {
 			return err
 		}
 		return s.record(ctx, tx, AuditEvent{Action: "session.reauth", ActorID: u.ID,

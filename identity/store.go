@@ -97,6 +97,9 @@ type Sessions interface {
 	// SessionsOfUser returns the sessions not revoked and not expired at
 	// now, oldest first.
 	SessionsOfUser(ctx context.Context, userID string, now time.Time) ([]Session, error)
+	// UpdateSession writes a session's org, times and expiries, not its
+	// revocation: a session revoked meanwhile stays revoked, and
+	// ErrNotFound says so.
 	UpdateSession(ctx context.Context, s *Session) error
 	RevokeSession(ctx context.Context, userID, id string, at time.Time) error
 	// RevokeSessionsOfUser revokes every active session of the user and

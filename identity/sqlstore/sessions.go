@@ -48,8 +48,8 @@ func (q queries) SessionsOfUser(ctx context.Context, userID string, now time.Tim
 
 func (q queries) UpdateSession(ctx context.Context, s *identity.Session) error {
 	return changed(q.exec(ctx, `UPDATE sessions SET active_org_id = ?, auth_time = ?, last_seen_at = ?,
-		idle_expires_at = ?, expires_at = ?, revoked_at = ? WHERE user_id = ? AND id = ?`,
-		s.ActiveOrgID, q.t(s.AuthTime), q.t(s.LastSeenAt), q.t(s.IdleExpires), q.t(s.ExpiresAt), q.t(s.RevokedAt),
+		idle_expires_at = ?, expires_at = ? WHERE user_id = ? AND id = ? AND revoked_at IS NULL`,
+		s.ActiveOrgID, q.t(s.AuthTime), q.t(s.LastSeenAt), q.t(s.IdleExpires), q.t(s.ExpiresAt),
 		s.UserID, s.ID))
 }
 

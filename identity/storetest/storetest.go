@@ -297,8 +297,16 @@ func testSessions(t *testing.T, s identity.Store) {
 		t.Fatalf("after update %+v", got)
 	}
 
+	stale, err := s.SessionByDigest(ctx(), digest("s-s0"))
+	must(t, err)
 	must(t, s.RevokeSession(ctx(), "u1", "s0", t0.Add(5*time.Minute)))
 	wantErr(t, s.RevokeSession(ctx(), "u1", "s0", t0.Add(6*time.Minute)), identity.ErrNotFound)
+	// A copy read before the revocation cannot write it away.
+	stale.LastSeenAt = t0.Add(6 * time.Minute)
+	wantErr(t, s.UpdateSession(ctx(), stale), identity.ErrNotFound)
+	if got, err := s.Session(ctx(), "u1", "s0"); err != nil || !got.RevokedAt.Equal(t0.Add(5*time.Minute)) {
+		t.Fatalf("after a stale update %+v %v", got, err)
+	}
 	active, err := s.SessionsOfUser(ctx(), "u1", t0.Add(5*time.Minute))
 	must(t, err)
 	if len(active) != 2 || active[0].ID != "s1" || active[1].ID != "s2" {
