@@ -51,10 +51,7 @@ func (s *Service) SignUp(ctx context.Context, in SignUp, m Meta) (*User, error) 
 	for i := range consents {
 		consents[i].At = now
 	}
-	var hash string
-	if err := s.hashing(ctx, func() { hash, err = password.Hash(in.Password, s.cfg.Password, s.random) }); err != nil {
-		return nil, err
-	}
+	hash, err := s.hashPassword(ctx, in.Password)
 	if err != nil {
 		return nil, err
 	}
@@ -149,8 +146,7 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (*Login, 
 		if !errors.Is(err, ErrNotFound) && !errors.Is(err, password.ErrInvalidEmail) {
 			return nil, err
 		}
-		// Spend what a real check spends, so timing does not tell.
-		if err := s.hashing(ctx, func() { password.VerifyDummy(pw, s.cfg.Password) }); err != nil {
+		if err := s.spendACheck(ctx, pw); err != nil {
 			return nil, err
 		}
 		return nil, ErrInvalidCredentials
@@ -159,7 +155,7 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (*Login, 
 	if until := s.cfg.Lockout.Until(u.FailedLogins, u.LastFailedAt); now.Before(until) {
 		// Refused without checking, and without counting: a locked
 		// account cannot be kept locked forever by more guesses.
-		if err := s.hashing(ctx, func() { password.VerifyDummy(pw, s.cfg.Password) }); err != nil {
+		if err := s.spendACheck(ctx, pw); err != nil {
 			return nil, err
 		}
 		return nil, &LockedError{Until: until}
@@ -180,13 +176,15 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (*Login, 
 		}
 		return nil, ErrBanned
 	}
+	hash, err := s.rehash(ctx, u, pw)
+	if err != nil {
+		return nil, err
+	}
 	var login *Login
 	var evicted []string
 	err = s.store.Tx(ctx, func(tx Tx) error {
-		if u.FailedLogins != 0 || password.NeedsRehash(u.PasswordHash, s.cfg.Password) {
-			if err := s.refreshUser(ctx, tx, u, pw, now); err != nil {
-				return err
-			}
+		if err := loginSucceeded(ctx, tx, u, hash, now); err != nil {
+			return err
 		}
 		sess, tok, ev, err := s.openSession(ctx, tx, u.ID, now, m)
 		if err != nil {
@@ -236,21 +234,42 @@ func (s *Service) loginFailed(ctx context.Context, u *User, m Meta, reason strin
 	return ErrInvalidCredentials
 }
 
-// refreshUser clears the failure count and rehashes the password when the
-// parameters changed.
-func (s *Service) refreshUser(ctx context.Context, tx Tx, u *User, pw string, now time.Time) error {
-	u.FailedLogins, u.LastFailedAt = 0, time.Time{}
-	if password.NeedsRehash(u.PasswordHash, s.cfg.Password) {
-		var hash string
-		var err error
-		if herr := s.hashing(ctx, func() { hash, err = password.Hash(pw, s.cfg.Password, s.random) }); herr != nil {
-			return herr
-		}
-		if err != nil {
-			return err
-		}
-		u.PasswordHash = hash
+// spendACheck spends what checking a password spends, so that refusing
+// without a check takes as long as a wrong password.
+func (s *Service) spendACheck(ctx context.Context, pw string) error {
+	return s.hashing(ctx, func() { password.VerifyDummy(pw, s.cfg.Password) })
+}
+
+// hashPassword hashes pw with the configured parameters, holding a
+// hashing slot.
+func (s *Service) hashPassword(ctx context.Context, pw string) (string, error) {
+	var hash string
+	var err error
+	if herr := s.hashing(ctx, func() { hash, err = password.Hash(pw, s.cfg.Password, s.random) }); herr != nil {
+		return "", herr
 	}
-	u.UpdatedAt = now
-	return tx.UpdateUser(ctx, u)
+	return hash, err
+}
+
+// rehash returns the hash to keep for a verified password: a new one when
+// the parameters changed, the stored one otherwise. It hashes before any
+// transaction opens, so none is held open for it.
+func (s *Service) rehash(ctx context.Context, u *User, pw string) (string, error) {
+	if !password.NeedsRehash(u.PasswordHash, s.cfg.Password) {
+		return u.PasswordHash, nil
+	}
+	return s.hashPassword(ctx, pw)
+}
+
+// loginSucceeded clears the user's failure count and stores the rehashed
+// password, where either changes anything.
+func loginSucceeded(ctx context.Context, tx Tx, u *User, hash string, now time.Time) error {
+	if u.FailedLogins == 0 && hash == u.PasswordHash {
+		return nil
+	}
+	if err := tx.RecordLoginSuccess(ctx, u.ID, u.PasswordHash, hash, now); err != nil {
+		return err
+	}
+	u.FailedLogins, u.LastFailedAt, u.PasswordHash, u.UpdatedAt = 0, time.Time{}, hash, now
+	return nil
 }

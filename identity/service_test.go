@@ -56,6 +56,7 @@ func (p *published) all() []identity.Event {
 
 type fixture struct {
 	svc    *identity.Service
+	cfg    identity.Config
 	store  *sqlstore.Store
 	audit  *identity.Auditor
 	clock  *clock
@@ -101,7 +102,7 @@ func openFixture(t testing.TB, edit ...func(*identity.Config)) *fixture {
 	for _, e := range edit {
 		e(&cfg)
 	}
-	f := &fixture{store: store, audit: audit, clock: &clock{t: time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC)}, events: &published{}}
+	f := &fixture{cfg: cfg, store: store, audit: audit, clock: &clock{t: time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC)}, events: &published{}}
 	f.svc, err = identity.NewService(store, audit, cfg, rand.Reader, identity.WithClock(f.clock.now), identity.WithEvents(f.events))
 	if err != nil {
 		t.Fatal(err)
@@ -255,6 +256,77 @@ func TestLockout(t *testing.T) {
 	u, _ := f.store.UserByEmail(ctx, "ada@example.com")
 	if u.FailedLogins != 0 {
 		t.Fatalf("failures not reset: %d", u.FailedLogins)
+	}
+}
+
+// banMidLogin bans the user as soon as a login has read it: a ban that
+// commits while the password is being checked.
+type banMidLogin struct {
+	*sqlstore.Store
+	until time.Time
+}
+
+func (s banMidLogin) UserByEmail(ctx context.Context, email string) (*identity.User, error) {
+	u, err := s.Store.UserByEmail(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	banned := *u
+	banned.Status, banned.BannedUntil = identity.UserBanned, s.until
+	return u, s.Store.UpdateUser(ctx, &banned)
+}
+
+func TestBanDuringLoginStays(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.signUp(t, "ada@example.com")
+	// A failure first, so that the login has a count to clear.
+	if _, err := f.svc.Login(ctx, "ada@example.com", "wrong password!", meta); !errors.Is(err, identity.ErrInvalidCredentials) {
+		t.Fatal(err)
+	}
+	svc, err := identity.NewService(banMidLogin{f.store, f.clock.now().Add(time.Hour)}, f.audit, f.cfg, rand.Reader,
+		identity.WithClock(f.clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := svc.Login(ctx, "ada@example.com", goodPassword, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := f.store.UserByID(ctx, l.User.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Status != identity.UserBanned || u.FailedLogins != 0 {
+		t.Fatalf("after the login: status %s, %d failures", u.Status, u.FailedLogins)
+	}
+	if _, _, err := f.svc.Authenticate(ctx, l.Token); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Fatalf("the session opened across the ban works: %v", err)
+	}
+}
+
+func TestLoginUpgradesTheHash(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.signUp(t, "ada@example.com")
+	cfg := f.cfg
+	cfg.Password.Iterations++
+	svc, err := identity.NewService(f.store, f.audit, cfg, rand.Reader, identity.WithClock(f.clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Login(ctx, "ada@example.com", goodPassword, meta); err != nil {
+		t.Fatal(err)
+	}
+	u, err := f.store.UserByEmail(ctx, "ada@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if password.NeedsRehash(u.PasswordHash, cfg.Password) || !password.NeedsRehash(u.PasswordHash, f.cfg.Password) {
+		t.Fatalf("hash %s not upgraded", u.PasswordHash)
+	}
+	if _, err := svc.Login(ctx, "ada@example.com", goodPassword, meta); err != nil {
+		t.Fatalf("with the upgraded hash: %v", err)
 	}
 }
 

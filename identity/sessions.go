@@ -115,11 +115,13 @@ func (s *Service) Reauth(ctx context.Context, sess *Session, pw string, m Meta) 
 	if !ok {
 		return s.loginFailed(ctx, u, m, "wrong password on re-authentication")
 	}
+	hash, err := s.rehash(ctx, u, pw)
+	if err != nil {
+		return err
+	}
 	return s.store.Tx(ctx, func(tx Tx) error {
-		if u.FailedLogins != 0 {
-			if err := s.refreshUser(ctx, tx, u, pw, now); err != nil {
-				return err
-			}
+		if err := loginSucceeded(ctx, tx, u, hash, now); err != nil {
+			return err
 		}
 		sess.AuthTime = now
 		if err := tx.UpdateSession(ctx, sess); errors.Is(err, ErrNotFound) {

@@ -47,6 +47,10 @@ type Users interface {
 	// RecordLoginFailure counts a failed login atomically, so parallel
 	// guesses cannot all read the same count, and returns the new count.
 	RecordLoginFailure(ctx context.Context, userID string, at time.Time) (int, error)
+	// RecordLoginSuccess clears the failure count and replaces the
+	// password hash oldHash with newHash if it is still the stored one. It
+	// writes nothing else: a ban or role change made meanwhile stays.
+	RecordLoginSuccess(ctx context.Context, userID, oldHash, newHash string, at time.Time) error
 	// ListUsers returns users whose email contains query (all if empty),
 	// ordered by id, after the cursor id.
 	ListUsers(ctx context.Context, query, after string, limit int) ([]User, error)

@@ -54,6 +54,12 @@ func (q queries) RecordLoginFailure(ctx context.Context, userID string, at time.
 	return n, q.wrap(err)
 }
 
+func (q queries) RecordLoginSuccess(ctx context.Context, userID, oldHash, newHash string, at time.Time) error {
+	return changed(q.exec(ctx, `UPDATE users SET failed_logins = 0, last_failed_at = NULL, updated_at = ?,
+		password_hash = CASE WHEN password_hash = ? THEN ? ELSE password_hash END WHERE id = ?`,
+		q.t(at), oldHash, newHash, userID))
+}
+
 func (q queries) ListUsers(ctx context.Context, query, after string, limit int) ([]identity.User, error) {
 	rows, err := q.query(ctx, `SELECT `+userColumns+` FROM users
 		WHERE email LIKE ? ESCAPE '\' AND id > ? ORDER BY id LIMIT ?`,

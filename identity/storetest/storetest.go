@@ -137,6 +137,26 @@ func testUsers(t *testing.T, s identity.Store) {
 	_, err = s.RecordLoginFailure(ctx(), "nobody", t0)
 	wantErr(t, err, identity.ErrNotFound)
 
+	// A success clears the count and upgrades the hash it was given, and
+	// writes nothing else: the ban stays.
+	must(t, s.RecordLoginSuccess(ctx(), "u1", "$argon2id$x", "$argon2id$y", t0.Add(4*time.Minute)))
+	again, err = s.UserByID(ctx(), "u1")
+	must(t, err)
+	if again.FailedLogins != 0 || !again.LastFailedAt.IsZero() || again.PasswordHash != "$argon2id$y" ||
+		!again.UpdatedAt.Equal(t0.Add(4*time.Minute)) || again.Status != identity.UserBanned || again.BanReason != "spam" {
+		t.Fatalf("after a login %+v", again)
+	}
+	// A hash changed since it was verified is not replaced.
+	_, err = s.RecordLoginFailure(ctx(), "u1", t0.Add(5*time.Minute))
+	must(t, err)
+	must(t, s.RecordLoginSuccess(ctx(), "u1", "$argon2id$x", "$argon2id$z", t0.Add(6*time.Minute)))
+	again, err = s.UserByID(ctx(), "u1")
+	must(t, err)
+	if again.FailedLogins != 0 || again.PasswordHash != "$argon2id$y" {
+		t.Fatalf("after a login with a stale hash %+v", again)
+	}
+	wantErr(t, s.RecordLoginSuccess(ctx(), "nobody", "a", "b", t0), identity.ErrNotFound)
+
 	for i := range 5 {
 		must(t, s.CreateUser(ctx(), user(fmt.Sprintf("v%d", i), fmt.Sprintf("user%d@corp.example", i))))
 	}
