@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -62,8 +63,8 @@ type Tokens struct {
 	svc *Service
 	cfg TokenConfig
 
-	mu   sync.Mutex
-	keys token.KeySet
+	rotating sync.Mutex // serializes Rotate
+	keys     atomic.Pointer[token.KeySet]
 }
 
 // NewTokens returns the token issuer of svc.
@@ -79,10 +80,11 @@ func NewTokens(svc *Service, cfg TokenConfig) (*Tokens, error) {
 // end of its period, drops keys no token can still need, and stores the
 // result. Run it at start and then periodically.
 func (t *Tokens) Rotate(ctx context.Context) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.rotating.Lock()
+	defer t.rotating.Unlock()
 	now := t.svc.now()
-	return t.svc.store.Tx(ctx, func(tx Tx) error {
+	var next token.KeySet
+	err := t.svc.store.Tx(ctx, func(tx Tx) error {
 		stored, err := tx.SigningKeys(ctx)
 		if err != nil {
 			return err
@@ -103,7 +105,7 @@ func (t *Tokens) Rotate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		next, err := ks.Rotate(now, t.svc.random, t.cfg.Alg, t.cfg.SigningPeriod, t.cfg.TTL)
+		next, err = ks.Rotate(now, t.svc.random, t.cfg.Alg, t.cfg.SigningPeriod, t.cfg.TTL)
 		if err != nil {
 			return err
 		}
@@ -134,23 +136,25 @@ func (t *Tokens) Rotate(ctx context.Context) error {
 				}
 			}
 		}
-		t.keys = next
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	// Only keys that are stored sign: other replicas publish them.
+	t.keys.Store(&next)
+	return nil
 }
 
 // JWKS returns the published verification keys.
-func (t *Tokens) JWKS() ([]byte, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.keys.JWKS()
-}
+func (t *Tokens) JWKS() ([]byte, error) { return t.KeySet().JWKS() }
 
 // KeySet returns the current keys, for verifying tokens in process.
 func (t *Tokens) KeySet() token.KeySet {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.keys
+	if ks := t.keys.Load(); ks != nil {
+		return *ks
+	}
+	return token.KeySet{}
 }
 
 // Claims are the claims of an issued token.
@@ -179,14 +183,11 @@ func (t *Tokens) ForSession(ctx context.Context, sess *Session, orgID string) (*
 	}
 	var roles []string
 	if orgID != "" {
-		m, err := t.svc.store.Membership(ctx, orgID, sess.UserID)
-		if errors.Is(err, ErrNotFound) {
-			return nil, ErrForbidden
-		}
+		r, err := role(ctx, t.svc.store, orgID, sess.UserID)
 		if err != nil {
 			return nil, err
 		}
-		roles = []string{string(m.Role)}
+		roles = []string{string(r)}
 	}
 	return t.issue(sess.UserID, orgID, roles, "", sess.AuthTime, []string{"pwd"})
 }

@@ -2,12 +2,14 @@ package identity_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/identity/token"
 )
 
@@ -181,6 +183,43 @@ func TestSigningKeyRotation(t *testing.T) {
 	wrong, _ := identity.NewTokens(f.svc, identity.TokenConfig{Issuer: "i", Audience: "a", KEK: []byte("another-kek-of-thirty-two-bytes!")})
 	if err := wrong.Rotate(ctx); err == nil {
 		t.Fatal("keys opened with the wrong KEK")
+	}
+}
+
+// failingCommit runs every transaction's work and then fails it.
+type failingCommit struct{ *sqlstore.Store }
+
+var errCommit = errors.New("commit failed")
+
+func (s failingCommit) Tx(ctx context.Context, fn func(identity.Tx) error) error {
+	return s.Store.Tx(ctx, func(tx identity.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return errCommit
+	})
+}
+
+// TestRotationThatFailsToCommit: a key whose storing failed never signs,
+// as no other replica would publish it.
+func TestRotationThatFailsToCommit(t *testing.T) {
+	f := newFixture(t)
+	svc, err := identity.NewService(failingCommit{f.store}, f.audit, f.cfg, rand.Reader, identity.WithClock(f.clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := identity.NewTokens(svc, identity.TokenConfig{Issuer: "i", Audience: "a", KEK: kek})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Rotate(context.Background()); !errors.Is(err, errCommit) {
+		t.Fatalf("rotate: %v", err)
+	}
+	if n := tk.KeySet().Len(); n != 0 {
+		t.Fatalf("%d keys in use that were never stored", n)
+	}
+	if jwks, err := tk.JWKS(); err != nil || strings.Contains(string(jwks), "kid") {
+		t.Fatalf("JWKS %s %v", jwks, err)
 	}
 }
 
