@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -130,10 +132,18 @@ type Meta struct {
 // maxUserAgent bounds what the audit log keeps of a user agent.
 const maxUserAgent = 256
 
+// trimmed makes the user agent valid UTF-8, which text columns require,
+// and cuts it to maxUserAgent bytes at a character boundary.
 func (m Meta) trimmed() Meta {
-	if len(m.UserAgent) > maxUserAgent {
-		m.UserAgent = m.UserAgent[:maxUserAgent]
+	ua := strings.ToValidUTF8(m.UserAgent, "\uFFFD")
+	if len(ua) > maxUserAgent {
+		cut := maxUserAgent
+		for !utf8.RuneStart(ua[cut]) {
+			cut--
+		}
+		ua = ua[:cut]
 	}
+	m.UserAgent = ua
 	return m
 }
 
@@ -161,9 +171,17 @@ func (s *Service) record(ctx context.Context, tx Tx, e AuditEvent, m Meta) error
 	return nil
 }
 
+// publishTimeout bounds publishing the events of one change.
+const publishTimeout = 5 * time.Second
+
 // publish sends revocation events after their transaction committed. A
 // failure is logged: sidecars also expire cached credentials on their own.
+// The change is done by then, so a caller that goes away (a client closing
+// the connection after logging out) must not stop its events: they are
+// sent on a context of their own.
 func (s *Service) publish(ctx context.Context, evs ...Event) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
 	for _, ev := range evs {
 		if err := s.events.Publish(ctx, ev); err != nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "publishing a revocation event failed; sidecars will notice at their cache expiry",

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -327,6 +328,77 @@ func TestLoginUpgradesTheHash(t *testing.T) {
 	}
 	if _, err := svc.Login(ctx, "ada@example.com", goodPassword, meta); err != nil {
 		t.Fatalf("with the upgraded hash: %v", err)
+	}
+}
+
+func TestUserAgentKeptValid(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.signUp(t, "ada@example.com")
+	// 255 bytes, then a two-byte character across the limit, then a byte
+	// that is not UTF-8.
+	ua := strings.Repeat("a", 255) + "é\xff"
+	l, err := f.svc.Login(ctx, "ada@example.com", goodPassword, identity.Meta{IP: meta.IP, UserAgent: ua})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Session.UserAgent; got != strings.Repeat("a", 255) {
+		t.Fatalf("user agent kept as %q", got)
+	}
+	short := "agent/\xff1"
+	l, err = f.svc.Login(ctx, "ada@example.com", goodPassword, identity.Meta{IP: meta.IP, UserAgent: short})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Session.UserAgent; got != "agent/\uFFFD1" {
+		t.Fatalf("user agent kept as %q", got)
+	}
+}
+
+// cancelAfterCommit cancels the caller's context as each transaction
+// commits: a client that leaves as soon as its change is done.
+type cancelAfterCommit struct {
+	*sqlstore.Store
+	cancel context.CancelFunc
+}
+
+func (s cancelAfterCommit) Tx(ctx context.Context, fn func(identity.Tx) error) error {
+	err := s.Store.Tx(ctx, fn)
+	s.cancel()
+	return err
+}
+
+// ctxPublisher refuses events on a context that is done, as a network
+// publisher would.
+type ctxPublisher struct{ published }
+
+func (p *ctxPublisher) Publish(ctx context.Context, ev identity.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return p.published.Publish(ctx, ev)
+}
+
+func TestEventsOutliveTheCaller(t *testing.T) {
+	f := newFixture(t)
+	f.signUp(t, "ada@example.com")
+	l, err := f.svc.Login(context.Background(), "ada@example.com", goodPassword, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := &ctxPublisher{}
+	svc, err := identity.NewService(cancelAfterCommit{f.store, cancel}, f.audit, f.cfg, rand.Reader,
+		identity.WithClock(f.clock.now), identity.WithEvents(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.RevokeSession(ctx, l.User.ID, l.Session.ID, meta); err != nil {
+		t.Fatal(err)
+	}
+	if evs := pub.all(); len(evs) != 1 || evs[0].SessionIDs[0] != l.Session.ID {
+		t.Fatalf("events %+v", evs)
 	}
 }
 
