@@ -618,6 +618,7 @@ func testAuditAppendOnly(t *testing.T, s identity.Store) {
 		`UPDATE audit_events SET hash = prev_hash`,
 		`UPDATE audit_events SET actor_id = 'u9'`,
 		`DELETE FROM audit_events`,
+		`TRUNCATE audit_events`,
 	} {
 		if err := raw.Exec(ctx(), stmt); err == nil {
 			t.Errorf("%s: accepted", stmt)

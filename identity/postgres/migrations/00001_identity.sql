@@ -135,12 +135,12 @@ CREATE TABLE audit_head (
 -- The chain starts from 32 zero bytes.
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
 
--- Audit events are append-only: no deletes, and updates only erase
--- personal data (GDPR), which the chain does not cover.
+-- Audit events are append-only: no deletes or truncation, and updates
+-- only erase personal data (GDPR), which the chain does not cover.
 -- +goose StatementBegin
 CREATE FUNCTION audit_events_append_only() RETURNS trigger AS $$
 BEGIN
-    IF TG_OP = 'DELETE' THEN
+    IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
         RAISE EXCEPTION 'audit events are append-only';
     END IF;
     IF (NEW.seq, NEW.id, NEW.at, NEW.action, NEW.org_id, NEW.actor_ref, NEW.target_type, NEW.target_ref,
@@ -162,6 +162,9 @@ $$ LANGUAGE plpgsql;
 CREATE TRIGGER audit_events_append_only
     BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_events_no_truncate
+    BEFORE TRUNCATE ON audit_events
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
 
 -- +goose Down
 DROP TABLE audit_events;
