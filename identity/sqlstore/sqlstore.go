@@ -76,6 +76,12 @@ func (s *Store) Tx(ctx context.Context, fn func(identity.Tx) error) (err error) 
 	return nil
 }
 
+// AppendAudit appends in a transaction of its own: reading the chain's
+// head and moving it on must not be split.
+func (s *Store) AppendAudit(ctx context.Context, e *identity.AuditEvent, link func(*identity.AuditEvent) []byte) error {
+	return s.Tx(ctx, func(tx identity.Tx) error { return tx.AppendAudit(ctx, e, link) })
+}
+
 // txStore is the identity.Tx handed to Tx's function.
 type txStore struct{ queries }
 
