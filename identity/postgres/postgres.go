@@ -5,6 +5,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -37,11 +38,11 @@ var Dialect = sqlstore.Dialect{
 // ErrNotMigrated is returned by Open when the schema is behind the binary.
 var ErrNotMigrated = errors.New("the database schema is not up to date: run mcpauthz migrate")
 
-// Options tune the connection pool.
+// Options tune the connection pool; zero values take the defaults.
 type Options struct {
-	MaxConns     int
-	MaxIdleConns int
-	ConnLifetime time.Duration
+	MaxConns     int           // default 4
+	MaxIdleConns int           // default 2
+	ConnLifetime time.Duration // default 30 minutes
 	// Migrate brings the schema up to date on Open instead of refusing an
 	// old one.
 	Migrate bool
@@ -54,9 +55,9 @@ func Open(ctx context.Context, url string, opts Options) (*sqlstore.Store, error
 		return nil, err
 	}
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(max(opts.MaxConns, 4))
-	db.SetMaxIdleConns(max(opts.MaxIdleConns, 2))
-	db.SetConnMaxLifetime(max(opts.ConnLifetime, 30*time.Minute))
+	db.SetMaxOpenConns(cmp.Or(opts.MaxConns, 4))
+	db.SetMaxIdleConns(cmp.Or(opts.MaxIdleConns, 2))
+	db.SetConnMaxLifetime(cmp.Or(opts.ConnLifetime, 30*time.Minute))
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connecting to postgres: %w", err)

@@ -78,6 +78,23 @@ func TestOpenRefusesAnOldSchema(t *testing.T) {
 	s.Close()
 }
 
+func TestPoolOptions(t *testing.T) {
+	url := freshSchema(t, testURL(t))
+	for _, c := range []struct {
+		opts Options
+		want int
+	}{{Options{Migrate: true}, 4}, {Options{Migrate: true, MaxConns: 2}, 2}, {Options{Migrate: true, MaxConns: 16}, 16}} {
+		s, err := Open(context.Background(), url, c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.DB().Stats().MaxOpenConnections; got != c.want {
+			t.Errorf("MaxConns %d: pool of %d, want %d", c.opts.MaxConns, got, c.want)
+		}
+		s.Close()
+	}
+}
+
 func TestConnectionStringErrorsHideThePassword(t *testing.T) {
 	_, err := Open(context.Background(), "postgres://user:s3cret-pw@[bad", Options{})
 	if err == nil || strings.Contains(err.Error(), "s3cret-pw") {
