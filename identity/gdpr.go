@@ -78,16 +78,13 @@ func (s *Service) ExportUserData(ctx context.Context, sess *Session, m Meta) (*E
 	for _, ss := range sessions {
 		x.Sessions = append(x.Sessions, ExportSession{ID: ss.ID, CreatedAt: ss.CreatedAt, LastSeenAt: ss.LastSeenAt, IP: ss.IP, UserAgent: ss.UserAgent})
 	}
-	for _, m := range x.Memberships {
-		keys, err := s.store.APIKeys(ctx, m.OrgID)
-		if err != nil {
-			return nil, err
-		}
-		for _, k := range keys {
-			if k.CreatedBy == u.ID {
-				x.APIKeys = append(x.APIKeys, ExportAPIKey{ID: k.ID, OrgID: k.OrgID, Name: k.Name, Hint: k.Hint, CreatedAt: k.CreatedAt})
-			}
-		}
+	// Every key they created, in organizations they have left too.
+	keys, err := s.store.APIKeysOfUser(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		x.APIKeys = append(x.APIKeys, ExportAPIKey{ID: k.ID, OrgID: k.OrgID, Name: k.Name, Hint: k.Hint, CreatedAt: k.CreatedAt})
 	}
 	for after := int64(0); ; {
 		page, err := s.store.AuditEvents(ctx, AuditFilter{ActorID: u.ID, AfterSeq: after, Limit: 500})

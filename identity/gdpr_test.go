@@ -32,6 +32,19 @@ func TestExportUserData(t *testing.T) {
 			t.Fatal("the export holds a secret")
 		}
 	}
+
+	// Having left the organization, they still get the key they created
+	// there: it still names them.
+	if err := f.svc.RemoveMember(ctx, member.ID, org.ID, member.ID, meta); err != nil {
+		t.Fatal(err)
+	}
+	x, err = f.svc.ExportUserData(ctx, l.Session, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x.Memberships) != 0 || len(x.APIKeys) != 1 || x.APIKeys[0].OrgID != org.ID {
+		t.Fatalf("export after leaving %+v", x)
+	}
 }
 
 func TestDeleteAccount(t *testing.T) {

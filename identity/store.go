@@ -123,6 +123,9 @@ type APIKeys interface {
 	RevokeAPIKey(ctx context.Context, orgID, id string, at time.Time) error
 	// ReplaceAPIKey marks a key rotated: it stays valid until graceUntil.
 	ReplaceAPIKey(ctx context.Context, orgID, id, replacedBy string, graceUntil time.Time) error
+	// APIKeysOfUser returns the keys the user created, in every
+	// organization, oldest first.
+	APIKeysOfUser(ctx context.Context, userID string) ([]APIKey, error)
 	// RevokeAPIKeysOfUser revokes the keys the user created, in every
 	// organization, and returns their ids.
 	RevokeAPIKeysOfUser(ctx context.Context, userID string, at time.Time) ([]string, error)

@@ -49,6 +49,14 @@ func (q queries) APIKeys(ctx context.Context, orgID string) ([]identity.APIKey, 
 	return collect(rows, func(r *sql.Rows) (identity.APIKey, error) { return scanAPIKey(r) })
 }
 
+func (q queries) APIKeysOfUser(ctx context.Context, userID string) ([]identity.APIKey, error) {
+	rows, err := q.query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE created_by = ? ORDER BY created_at, id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r *sql.Rows) (identity.APIKey, error) { return scanAPIKey(r) })
+}
+
 func (q queries) RevokeAPIKey(ctx context.Context, orgID, id string, at time.Time) error {
 	return changed(q.exec(ctx, `UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND id = ? AND revoked_at IS NULL`,
 		q.t(at), orgID, id))

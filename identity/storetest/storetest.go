@@ -381,6 +381,16 @@ func testAPIKeys(t *testing.T, s identity.Store) {
 	if len(keys) != 2 {
 		t.Fatalf("o1 has %d keys", len(keys))
 	}
+	keys, err = s.APIKeysOfUser(ctx(), "u1")
+	must(t, err)
+	if len(keys) != 3 || keys[0].ID != "k1" || keys[2].OrgID != "o2" {
+		t.Fatalf("u1 created %+v", keys)
+	}
+	keys, err = s.APIKeysOfUser(ctx(), "u2")
+	must(t, err)
+	if len(keys) != 0 {
+		t.Fatalf("u2 created %+v", keys)
+	}
 
 	must(t, s.ReplaceAPIKey(ctx(), "o1", "k1", "k2", t0.Add(time.Hour)))
 	wantErr(t, s.ReplaceAPIKey(ctx(), "o1", "k1", "k2", t0.Add(time.Hour)), identity.ErrNotFound)
