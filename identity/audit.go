@@ -132,38 +132,51 @@ func (a *Auditor) Verify(ctx context.Context, r AuditReader) (VerifyReport, erro
 	var rep VerifyReport
 	prev := Genesis
 	var seq int64
-	for {
-		page, err := r.AuditEvents(ctx, AuditFilter{AfterSeq: seq, Limit: 500})
-		if err != nil {
-			return rep, fmt.Errorf("reading the audit log: %w", err)
+	err := eachAuditEvent(ctx, r, AuditFilter{}, func(e *AuditEvent) error {
+		fail := func(at int64, reason string) error {
+			rep.Broken, rep.Reason = at, reason
+			return fmt.Errorf("%w at event %d: %s", ErrChainBroken, at, reason)
 		}
-		if len(page) == 0 {
-			return rep, nil
+		switch {
+		case e.Seq != seq+1:
+			return fail(seq+1, "missing event")
+		case !hmac.Equal(e.PrevHash, prev):
+			return fail(e.Seq, "does not link to the event before it")
+		case !hmac.Equal(a.Link(e), e.Hash):
+			return fail(e.Seq, "content does not match its hash")
+		}
+		if e.PIIErasedAt.IsZero() {
+			if !hmac.Equal(a.piiDigest(e), e.PIIDigest) {
+				return fail(e.Seq, "personal data does not match its digest")
+			}
+		} else {
+			rep.Erased++
+		}
+		prev, seq = e.Hash, e.Seq
+		rep.Events++
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrChainBroken) {
+		return rep, fmt.Errorf("reading the audit log: %w", err)
+	}
+	return rep, err
+}
+
+// eachAuditEvent calls fn for every event f selects, in sequence order,
+// until fn returns an error. It reads a page at a time and stops at an
+// empty page, not a short one: a reader may cap pages below the limit.
+func eachAuditEvent(ctx context.Context, r AuditReader, f AuditFilter, fn func(*AuditEvent) error) error {
+	f.Limit = MaxAuditPage
+	for {
+		page, err := r.AuditEvents(ctx, f)
+		if err != nil || len(page) == 0 {
+			return err
 		}
 		for i := range page {
-			e := &page[i]
-			fail := func(reason string) (VerifyReport, error) {
-				rep.Broken, rep.Reason = e.Seq, reason
-				return rep, fmt.Errorf("%w at event %d: %s", ErrChainBroken, e.Seq, reason)
+			if err := fn(&page[i]); err != nil {
+				return err
 			}
-			switch {
-			case e.Seq != seq+1:
-				e.Seq = seq + 1
-				return fail("missing event")
-			case !hmac.Equal(e.PrevHash, prev):
-				return fail("does not link to the event before it")
-			case !hmac.Equal(a.Link(e), e.Hash):
-				return fail("content does not match its hash")
-			}
-			if e.PIIErasedAt.IsZero() {
-				if !hmac.Equal(a.piiDigest(e), e.PIIDigest) {
-					return fail("personal data does not match its digest")
-				}
-			} else {
-				rep.Erased++
-			}
-			prev, seq = e.Hash, e.Seq
-			rep.Events++
+			f.AfterSeq = page[i].Seq
 		}
 	}
 }

@@ -126,3 +126,26 @@ func TestVerifyWithAnotherKeyFails(t *testing.T) {
 		t.Fatalf("a chain verified under another key: %v", err)
 	}
 }
+
+// cappedReader returns at most n events a page, whatever is asked.
+type cappedReader struct {
+	identity.AuditReader
+	n int
+}
+
+func (r cappedReader) AuditEvents(ctx context.Context, f identity.AuditFilter) ([]identity.AuditEvent, error) {
+	f.Limit = min(f.Limit, r.n)
+	return r.AuditReader.AuditEvents(ctx, f)
+}
+
+// TestVerifyReadsEveryPage: a log longer than a page, read as it is and
+// through a reader with smaller pages, is checked to its last event.
+func TestVerifyReadsEveryPage(t *testing.T) {
+	s, a := chain(t, identity.MaxAuditPage+3)
+	for _, r := range []identity.AuditReader{s, cappedReader{s, 7}} {
+		rep, err := a.Verify(context.Background(), r)
+		if err != nil || rep.Events != identity.MaxAuditPage+3 {
+			t.Fatalf("%T: %+v %v", r, rep, err)
+		}
+	}
+}

@@ -86,18 +86,12 @@ func (s *Service) ExportUserData(ctx context.Context, sess *Session, m Meta) (*E
 	for _, k := range keys {
 		x.APIKeys = append(x.APIKeys, ExportAPIKey{ID: k.ID, OrgID: k.OrgID, Name: k.Name, Hint: k.Hint, CreatedAt: k.CreatedAt})
 	}
-	for after := int64(0); ; {
-		page, err := s.store.AuditEvents(ctx, AuditFilter{ActorID: u.ID, AfterSeq: after, Limit: 500})
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range page {
-			x.Audit = append(x.Audit, ExportAuditItem{At: e.At, Action: e.Action, OrgID: e.OrgID, IP: e.IP, Agent: e.UserAgent, Detail: e.Details})
-			after = e.Seq
-		}
-		if len(page) < 500 {
-			break
-		}
+	err = eachAuditEvent(ctx, s.store, AuditFilter{ActorID: u.ID}, func(e *AuditEvent) error {
+		x.Audit = append(x.Audit, ExportAuditItem{At: e.At, Action: e.Action, OrgID: e.OrgID, IP: e.IP, Agent: e.UserAgent, Detail: e.Details})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	err = s.store.Tx(ctx, func(tx Tx) error {
 		return s.record(ctx, tx, AuditEvent{Action: "gdpr.export", ActorID: u.ID}, m)
