@@ -20,14 +20,19 @@ func (s *Service) admin(ctx context.Context, sess *Session, super bool) (*User, 
 	if err != nil {
 		return nil, err
 	}
-	ok := slices.Contains(u.PlatformRoles, PlatformSuperAdmin) || (!super && slices.Contains(u.PlatformRoles, PlatformAdmin))
-	if !ok {
+	if !isPlatformAdmin(u, super) {
 		return nil, ErrForbidden
 	}
 	if !s.Fresh(sess) {
 		return nil, ErrFreshAuthRequired
 	}
 	return u, nil
+}
+
+// isPlatformAdmin reports whether u is a platform admin (super-admins
+// are), or with super, a super-admin.
+func isPlatformAdmin(u *User, super bool) bool {
+	return slices.Contains(u.PlatformRoles, PlatformSuperAdmin) || (!super && slices.Contains(u.PlatformRoles, PlatformAdmin))
 }
 
 // AdminUsers lists users whose email contains query, after the cursor id.
@@ -68,7 +73,7 @@ func (s *Service) Ban(ctx context.Context, sess *Session, userID, reason string,
 		if err != nil {
 			return err
 		}
-		if slices.Contains(u.PlatformRoles, PlatformSuperAdmin) && !slices.Contains(admin.PlatformRoles, PlatformSuperAdmin) {
+		if isPlatformAdmin(u, true) && !isPlatformAdmin(admin, true) {
 			return ErrForbidden
 		}
 		now := s.now()

@@ -29,18 +29,6 @@ var (
 	toolRE  = regexp.MustCompile(`^[A-Za-z0-9_./-]{1,128}$`)
 )
 
-func tierRank(t Tier) int {
-	switch t {
-	case TierFree:
-		return 1
-	case TierPro:
-		return 2
-	case TierEnterprise:
-		return 3
-	}
-	return 0
-}
-
 // validate checks the request and returns the cleaned key attributes.
 func (in NewAPIKey) validate(now time.Time) (NewAPIKey, error) {
 	name, err := orgName(in.Name)

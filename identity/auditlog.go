@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -26,7 +25,7 @@ func (s *Service) AuditLog(ctx context.Context, sess *Session, f AuditFilter) ([
 	if err != nil {
 		return nil, err
 	}
-	isAdmin := slices.Contains(u.PlatformRoles, PlatformAdmin) || slices.Contains(u.PlatformRoles, PlatformSuperAdmin)
+	isAdmin := isPlatformAdmin(u, false)
 	switch {
 	case isAdmin && s.Fresh(sess):
 	case isAdmin && f.OrgID == "":

@@ -15,21 +15,6 @@ import (
 // InvitationTTL is how long an invitation can be accepted.
 const InvitationTTL = 7 * 24 * time.Hour
 
-// rank orders roles: an actor may act on roles at most its own.
-func rank(r Role) int {
-	switch r {
-	case RoleOwner:
-		return 4
-	case RoleAdmin:
-		return 3
-	case RoleMember:
-		return 2
-	case RoleViewer:
-		return 1
-	}
-	return 0
-}
-
 // role returns the actor's role in the organization, or ErrForbidden when
 // not a member; a missing organization looks the same, so its existence is
 // not revealed.

@@ -17,12 +17,22 @@ const (
 )
 
 // Valid reports whether r is one of the organization roles.
-func (r Role) Valid() bool {
+func (r Role) Valid() bool { return rank(r) > 0 }
+
+// rank orders roles: an actor may act on roles at most its own. It is 0
+// for anything else.
+func rank(r Role) int {
 	switch r {
-	case RoleOwner, RoleAdmin, RoleMember, RoleViewer:
-		return true
+	case RoleOwner:
+		return 4
+	case RoleAdmin:
+		return 3
+	case RoleMember:
+		return 2
+	case RoleViewer:
+		return 1
 	}
-	return false
+	return 0
 }
 
 // Tier is an organization's plan, which drives its default quotas.
@@ -36,12 +46,19 @@ const (
 )
 
 // Valid reports whether t is a tier.
-func (t Tier) Valid() bool {
+func (t Tier) Valid() bool { return tierRank(t) > 0 }
+
+// tierRank orders tiers, free lowest; it is 0 for anything else.
+func tierRank(t Tier) int {
 	switch t {
-	case TierFree, TierPro, TierEnterprise:
-		return true
+	case TierFree:
+		return 1
+	case TierPro:
+		return 2
+	case TierEnterprise:
+		return 3
 	}
-	return false
+	return 0
 }
 
 // UserStatus is whether a user may sign in.
