@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -22,8 +23,9 @@ type SignUp struct {
 	Consents []Consent
 }
 
-// maxDisplayName bounds display names, in characters.
-const maxDisplayName = 100
+// maxName bounds display names and the names of organizations and API
+// keys, in characters.
+const maxName = 100
 
 // SignUp creates an account. The email is normalized; the password must
 // pass the policy; consents are recorded with their versions and time.
@@ -32,7 +34,7 @@ func (s *Service) SignUp(ctx context.Context, in SignUp, m Meta) (*User, error) 
 	if err != nil {
 		return nil, invalid("email", "not a valid email address", err)
 	}
-	name, err := displayName(in.DisplayName)
+	name, err := cleanName("display_name", in.DisplayName, false)
 	if err != nil {
 		return nil, err
 	}
@@ -84,15 +86,20 @@ func (s *Service) SignUp(ctx context.Context, in SignUp, m Meta) (*User, error) 
 	return u, nil
 }
 
-func displayName(s string) (string, error) {
+// cleanName trims a name people read and checks it: valid UTF-8, no
+// control characters, at most maxName characters, and not empty if
+// required. field names it in errors.
+func cleanName(field, s string, required bool) (string, error) {
 	s = strings.TrimSpace(s)
 	switch {
+	case s == "" && required:
+		return "", invalid(field, "required", nil)
 	case !utf8.ValidString(s):
-		return "", invalid("display_name", "not valid UTF-8", nil)
-	case utf8.RuneCountInString(s) > maxDisplayName:
-		return "", invalid("display_name", "longer than 100 characters", nil)
+		return "", invalid(field, "not valid UTF-8", nil)
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return "", invalid("display_name", "contains control characters", nil)
+		return "", invalid(field, "contains control characters", nil)
+	case utf8.RuneCountInString(s) > maxName:
+		return "", invalid(field, fmt.Sprintf("longer than %d characters", maxName), nil)
 	}
 	return s, nil
 }

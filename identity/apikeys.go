@@ -31,7 +31,7 @@ var (
 
 // validate checks the request and returns the cleaned key attributes.
 func (in NewAPIKey) validate(now time.Time) (NewAPIKey, error) {
-	name, err := orgName(in.Name)
+	name, err := cleanName("name", in.Name, true)
 	if err != nil {
 		return in, err
 	}

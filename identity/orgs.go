@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/mcpauthz/mcpauthz/identity/password"
 	"github.com/mcpauthz/mcpauthz/identity/token"
@@ -41,23 +39,10 @@ func atLeast(ctx context.Context, tx Tx, orgID, userID string, min Role) (Role, 
 	return r, nil
 }
 
-func orgName(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	switch {
-	case s == "":
-		return "", invalid("name", "required", nil)
-	case !utf8.ValidString(s) || strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return "", invalid("name", "contains invalid characters", nil)
-	case utf8.RuneCountInString(s) > 100:
-		return "", invalid("name", "longer than 100 characters", nil)
-	}
-	return s, nil
-}
-
 // CreateOrg creates an organization on the free tier with the user as its
 // owner.
 func (s *Service) CreateOrg(ctx context.Context, userID, name, timeZone string, m Meta) (*Org, error) {
-	name, err := orgName(name)
+	name, err := cleanName("name", name, true)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +82,7 @@ func (s *Service) CreateOrg(ctx context.Context, userID, name, timeZone string, 
 
 // RenameOrg renames an organization (owners and admins).
 func (s *Service) RenameOrg(ctx context.Context, userID, orgID, name string, m Meta) error {
-	name, err := orgName(name)
+	name, err := cleanName("name", name, true)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package identity_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -49,7 +50,11 @@ func TestCreateOrg(t *testing.T) {
 	if m, err := f.store.Membership(ctx, o.ID, u.ID); err != nil || m.Role != identity.RoleOwner {
 		t.Fatalf("creator is not the owner: %+v %v", m, err)
 	}
-	for _, c := range []struct{ name, tz, field string }{{"", "UTC", "name"}, {"x", "Mars/Olympus", "time_zone"}, {"x", "Local", "time_zone"}} {
+	for _, c := range []struct{ name, tz, field string }{
+		{"", "UTC", "name"}, {"   ", "UTC", "name"}, {"a\x00b", "UTC", "name"}, {"a\u0085b", "UTC", "name"},
+		{"\xffab", "UTC", "name"}, {strings.Repeat("é", 101), "UTC", "name"},
+		{"x", "Mars/Olympus", "time_zone"}, {"x", "Local", "time_zone"},
+	} {
 		var ie *identity.InputError
 		if _, err := f.svc.CreateOrg(ctx, u.ID, c.name, c.tz, meta); !errors.As(err, &ie) || ie.Field != c.field {
 			t.Errorf("%q %q: %v", c.name, c.tz, err)

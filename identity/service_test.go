@@ -159,7 +159,9 @@ func TestSignUp(t *testing.T) {
 			{Kind: "privacy_policy", Version: "2025-01", Granted: true}, {Kind: "terms", Version: "2026-01", Granted: true}}}, field: "consents"},
 		{name: "fail/unknown consent", in: identity.SignUp{Email: "a@example.com", Password: goodPassword, Consents: append(consents(),
 			identity.Consent{Kind: "telemetry", Version: "1", Granted: true})}, field: "consents"},
-		{name: "fail/long display name", in: identity.SignUp{Email: "a@example.com", Password: goodPassword, DisplayName: string(make([]rune, 101)), Consents: consents()}, field: "display_name"},
+		{name: "fail/long display name", in: identity.SignUp{Email: "a@example.com", Password: goodPassword, DisplayName: strings.Repeat("é", 101), Consents: consents()}, field: "display_name"},
+		{name: "fail/display name with a control character", in: identity.SignUp{Email: "a@example.com", Password: goodPassword, DisplayName: "Ada\x1b[2J", Consents: consents()}, field: "display_name"},
+		{name: "fail/display name not UTF-8", in: identity.SignUp{Email: "a@example.com", Password: goodPassword, DisplayName: "Ada\xff", Consents: consents()}, field: "display_name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
