@@ -55,6 +55,7 @@ type Logger struct {
 	bundle  string
 	log     *slog.Logger
 	dropped atomic.Uint64
+	lost    atomic.Uint64
 	written atomic.Uint64
 }
 
@@ -125,47 +126,68 @@ func (l *Logger) Dropped() uint64 { return l.dropped.Load() }
 // Written returns the number of events written.
 func (l *Logger) Written() uint64 { return l.written.Load() }
 
+// Lost returns the number of events lost because writing failed.
+func (l *Logger) Lost() uint64 { return l.lost.Load() }
+
 // Run writes queued events until ctx is done, then writes what is still
-// queued and returns.
+// queued and returns. A failed write loses the events of its batch, which
+// are counted; the next batch is written afresh. Drops and losses are
+// logged at most every 10 seconds.
 func (l *Logger) Run(ctx context.Context) error {
 	bw := bufio.NewWriterSize(l.w, 64<<10)
 	var buf []byte
-	write := func(ev extauthz.DecisionEvent) {
+	var lastErr error
+	// writeQueued writes ev and what was queued behind it, in one flush.
+	writeQueued := func(ev extauthz.DecisionEvent) {
+		queued := len(l.events)
+		n := uint64(1)
 		buf = l.appendEvent(buf[:0], &ev)
-		if _, err := bw.Write(buf); err != nil {
-			l.log.Error("writing the decision log", slog.Any("error", err))
+		_, err := bw.Write(buf)
+		for ; err == nil && queued > 0; queued-- {
+			ev = <-l.events
+			buf = l.appendEvent(buf[:0], &ev)
+			n++
+			_, err = bw.Write(buf)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			// A bufio.Writer keeps its first error; start a new batch on
+			// a clean one.
+			bw.Reset(l.w)
+			l.lost.Add(n)
+			lastErr = err
 			return
 		}
-		l.written.Add(1)
+		l.written.Add(n)
 	}
-	flush := func() {
-		if err := bw.Flush(); err != nil {
-			l.log.Error("writing the decision log", slog.Any("error", err))
-		}
-	}
-	var reported uint64
+	var dropped, lost uint64 // as last reported
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case ev := <-l.events:
-			write(ev)
-			// Batch whatever else is queued into the same flush.
-			for n := len(l.events); n > 0; n-- {
-				write(<-l.events)
-			}
-			flush()
+			writeQueued(ev)
 		case <-tick.C:
-			if d := l.dropped.Load(); d > reported {
+			if d := l.dropped.Load(); d > dropped {
 				l.log.Warn("decision log events dropped: the writer cannot keep up",
 					slog.Uint64("dropped_total", d))
-				reported = d
+				dropped = d
+			}
+			if n := l.lost.Load(); n > lost {
+				l.log.Error("decision log events lost: writing failed",
+					slog.Uint64("lost_total", n), slog.Any("error", lastErr))
+				lost = n
 			}
 		case <-ctx.Done():
-			for n := len(l.events); n > 0; n-- {
-				write(<-l.events)
+			if len(l.events) > 0 {
+				writeQueued(<-l.events)
 			}
-			flush()
+			if n := l.lost.Load(); n > lost {
+				l.log.Error("decision log events lost: writing failed",
+					slog.Uint64("lost_total", n), slog.Any("error", lastErr))
+			}
 			return nil
 		}
 	}

@@ -189,3 +189,55 @@ func TestSlashPath(t *testing.T) {
 		}
 	}
 }
+
+// failingOnce fails its first write, as a full disk or a broken pipe
+// might for a moment.
+type failingOnce struct {
+	syncBuffer
+	failed bool
+}
+
+func (f *failingOnce) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	failed := f.failed
+	f.failed = true
+	f.mu.Unlock()
+	if !failed {
+		return 0, errors.New("no space left on device")
+	}
+	return f.syncBuffer.Write(p)
+}
+
+// eventually waits for cond, failing the test after 5 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestWriteFailureIsNotForever: a failed write loses its batch, counted,
+// and the events after it are written.
+func TestWriteFailureIsNotForever(t *testing.T) {
+	var out failingOnce
+	l, err := New(&out, Config{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- l.Run(ctx) }()
+	l.LogDecision(extauthz.DecisionEvent{DecisionID: "d-lost"})
+	eventually(t, "the first event to be lost", func() bool { return l.Lost() == 1 })
+	l.LogDecision(extauthz.DecisionEvent{DecisionID: "d-kept"})
+	eventually(t, "the second event to be written", func() bool { return l.Written() == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, `"d-kept"`) || strings.Contains(s, `"d-lost"`) || strings.Count(s, "\n") != 1 {
+		t.Fatalf("log %q", s)
+	}
+}
