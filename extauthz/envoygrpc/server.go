@@ -48,7 +48,7 @@ func NewService(checker Checker, log *slog.Logger) *Service {
 func (s *Service) Check(ctx context.Context, cr *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic while deciding a request; denied", slog.Any("panic", r))
+			s.log.LogAttrs(ctx, slog.LevelError, "panic while deciding a request; denied", extauthz.PanicAttrs(r)...)
 			d := extauthz.Deny(http.StatusInternalServerError, extauthz.ReasonInternal)
 			resp, err = toResponse(&d), nil
 		}

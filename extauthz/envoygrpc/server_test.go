@@ -1,12 +1,15 @@
 package envoygrpc
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,17 +30,18 @@ import (
 	"github.com/mcpauthz/mcpauthz/policies"
 )
 
-// fakeChecker returns a scripted decision and records the request.
+// fakeChecker returns a scripted decision and records the request; with
+// panicWith it panics instead.
 type fakeChecker struct {
-	d     extauthz.Decision
-	panic bool
-	got   *extauthz.Request
+	d         extauthz.Decision
+	panicWith any
+	got       *extauthz.Request
 }
 
 func (f *fakeChecker) Check(_ context.Context, req *extauthz.Request) (extauthz.Decision, error) {
 	f.got = req
-	if f.panic {
-		panic("boom")
+	if f.panicWith != nil {
+		panic(f.panicWith)
 	}
 	return f.d, nil
 }
@@ -229,7 +233,7 @@ func TestCheckResponses(t *testing.T) {
 		{
 			name: "fail/panic is a 500 denial, not an error",
 			cr:   envoyCheckRequest(),
-			fake: &fakeChecker{d: extauthz.Decision{Allowed: true}, panic: true},
+			fake: &fakeChecker{d: extauthz.Decision{Allowed: true}, panicWith: "boom"},
 			check: func(t *testing.T, resp *authv3.CheckResponse) {
 				if resp.GetStatus().GetCode() == int32(codes.OK) || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_InternalServerError {
 					t.Fatalf("response %v", resp)
@@ -246,6 +250,38 @@ func TestCheckResponses(t *testing.T) {
 			tt.check(t, resp)
 		})
 	}
+}
+
+// TestPanicLogLeavesOutTheValue: a panic value may carry a credential; the
+// log names its type and stack only, unless it is a runtime error.
+func TestPanicLogLeavesOutTheValue(t *testing.T) {
+	for _, c := range []struct {
+		value any
+		want  string // in the log
+	}{
+		{"cannot verify Bearer secret-bearer-token", "panic_type=string"},
+		{errors.New("session secret-session-cookie"), "panic_type=*errors.errorString"},
+		{runtimeError(), "index out of range"},
+	} {
+		var log bytes.Buffer
+		s := NewService(&fakeChecker{panicWith: c.value}, slog.New(slog.NewTextHandler(&log, nil)))
+		resp, err := s.Check(context.Background(), envoyCheckRequest())
+		if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_InternalServerError {
+			t.Fatalf("%v: %v %v", c.value, resp, err)
+		}
+		if strings.Contains(log.String(), "secret-") || !strings.Contains(log.String(), c.want) {
+			t.Errorf("%v: log %s", c.value, log.String())
+		}
+	}
+}
+
+// runtimeError returns the runtime error an out-of-range index raises.
+func runtimeError() (err any) {
+	defer func() { err = recover() }()
+	var xs []int
+	i := 1
+	_ = xs[i]
+	return nil
 }
 
 // startListener runs the real stack — embedded policy, Authorizer,

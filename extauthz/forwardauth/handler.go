@@ -20,13 +20,10 @@ package forwardauth
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -119,7 +116,7 @@ func (h *Handler) decide(r *http.Request) (d extauthz.Decision) {
 	ctx := r.Context()
 	defer func() {
 		if p := recover(); p != nil {
-			h.log.LogAttrs(ctx, slog.LevelError, "panic while deciding a request; denied", panicAttrs(p)...)
+			h.log.LogAttrs(ctx, slog.LevelError, "panic while deciding a request; denied", extauthz.PanicAttrs(p)...)
 			d = extauthz.Deny(http.StatusInternalServerError, extauthz.ReasonInternal)
 		}
 	}()
@@ -243,14 +240,4 @@ func repeated(hs []extauthz.Header, name string) bool {
 		}
 	}
 	return false
-}
-
-// panicAttrs describes a panic for the log. The panic value is logged only
-// when it is a runtime error: any other value may carry request data.
-func panicAttrs(p any) []slog.Attr {
-	attrs := []slog.Attr{slog.String("panic_type", fmt.Sprintf("%T", p))}
-	if err, ok := p.(runtime.Error); ok {
-		attrs = append(attrs, slog.String("panic", err.Error()))
-	}
-	return append(attrs, slog.String("stack", string(debug.Stack())))
 }
