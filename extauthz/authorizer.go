@@ -130,9 +130,13 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 	in := PolicyInput{Request: req, DecisionID: id, Record: a.record}
 	var res PolicyResult
 	d, err := a.decide(ctx, &in, &res)
-	if err == nil && ctx.Err() != nil {
+	switch {
+	case err == nil && ctx.Err() != nil:
 		// The answer came too late to be trusted as complete: fail closed.
 		d, err = Deny(http.StatusServiceUnavailable, ReasonDeadline), fmt.Errorf("decision: %w", ctx.Err())
+	case d.Allowed && req.FixedQuery && (len(d.QueryParametersToSet) > 0 || len(d.QueryParametersToRemove) > 0):
+		// Allowing would send upstream what the policy meant to change.
+		d, err = Deny(http.StatusInternalServerError, ReasonInternal), errQueryRewrite
 	}
 	d.DecisionID = id
 	a.finish(&in, &d)
@@ -161,6 +165,8 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 	})
 	return d, err
 }
+
+var errQueryRewrite = errors.New("the decision rewrites the query, which this transport cannot do")
 
 func (a *Authorizer) decide(ctx context.Context, in *PolicyInput, res *PolicyResult) (Decision, error) {
 	req := in.Request

@@ -346,6 +346,26 @@ func TestPolicyMetadataIsNotModified(t *testing.T) {
 	}
 }
 
+// TestQueryRewriteWhereTheQueryIsFixed: an allow that rewrites the query
+// stands where the transport can carry it out (Envoy), and is a denial,
+// logged as one, where it cannot (forward-auth).
+func TestQueryRewriteWhereTheQueryIsFixed(t *testing.T) {
+	p := &fakePolicy{decide: func(context.Context, *PolicyInput) (Decision, error) {
+		return Decision{Allowed: true, QueryParametersToRemove: []string{"admin"}}, nil
+	}}
+	for _, fixed := range []bool{false, true} {
+		rec := &recorder{}
+		a := NewAuthorizer(p, fixedIDs(), WithDecisionLogger(rec))
+		d, err := a.Check(context.Background(), &Request{Method: "GET", Path: "/x?admin=1", FixedQuery: fixed})
+		if d.Allowed == fixed || (err != nil) != fixed || rec.events[0].Allowed != d.Allowed {
+			t.Fatalf("fixed query %v: %+v %v, logged %+v", fixed, d, err, rec.events[0])
+		}
+		if fixed && (d.Status != http.StatusInternalServerError || d.Reason != ReasonInternal) {
+			t.Fatalf("denial %+v", d)
+		}
+	}
+}
+
 func TestPolicyInput(t *testing.T) {
 	p := &fakePolicy{decide: allow}
 	a := NewAuthorizer(p, fixedIDs())

@@ -54,6 +54,9 @@ type Request struct {
 	// Transport names the adapter the request came from ("envoy-grpc",
 	// "forward-auth"). It is not part of the policy input.
 	Transport string
+	// FixedQuery says the transport cannot rewrite the query upstream
+	// (forward-auth): an allow that would rewrite it is refused.
+	FixedQuery bool
 }
 
 // Peer is one end of the connection as the proxy reports it.

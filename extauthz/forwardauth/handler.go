@@ -127,16 +127,6 @@ func (h *Handler) decide(r *http.Request) (d extauthz.Decision) {
 		return extauthz.Deny(http.StatusBadRequest, extauthz.ReasonBadRequest)
 	}
 	d, _ = h.checker.Check(ctx, req) // the decision is the answer; faults are logged by the checker
-	if d.Allowed && (len(d.QueryParametersToSet) > 0 || len(d.QueryParametersToRemove) > 0) {
-		// No forward-auth proxy rewrites the query on the auth server's
-		// say-so; allowing would send upstream what the policy meant to
-		// change.
-		h.log.LogAttrs(ctx, slog.LevelWarn, "decision rewrites the query, which forward-auth cannot do; denied",
-			slog.String("decision_id", d.DecisionID))
-		id := d.DecisionID
-		d = extauthz.Deny(http.StatusInternalServerError, extauthz.ReasonInternal)
-		d.DecisionID = id
-	}
 	return d
 }
 

@@ -60,6 +60,9 @@ func (h *Handler) reconstruct(r *http.Request) (*extauthz.Request, error) {
 		Protocol:  r.Proto,
 		Size:      r.ContentLength,
 		Transport: "forward-auth",
+		// No forward-auth proxy rewrites the query on the auth server's
+		// say-so.
+		FixedQuery: true,
 	}
 	if r.TLS != nil {
 		req.Scheme = "https"
