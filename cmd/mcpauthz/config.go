@@ -104,7 +104,8 @@ type MCPConfig struct {
 	AllowBatches bool     `yaml:"allow_batches"`
 }
 
-// HeadersConfig names the identity headers sent upstream.
+// HeadersConfig names the identity headers sent upstream. It has the
+// fields of extauthz.IdentityHeaders, so each converts to the other.
 type HeadersConfig struct {
 	Prefix     string `yaml:"prefix"`
 	User       string `yaml:"user"`
@@ -156,7 +157,6 @@ const DefaultGCPercent = 400
 
 // Defaults returns the configuration used where nothing else is set.
 func Defaults() Config {
-	h := extauthz.DefaultIdentityHeaders
 	return Config{
 		GRPC: GRPCConfig{Addr: ":9191", MaxRecvMsgBytes: 4 << 20},
 		HTTP: HTTPConfig{
@@ -170,11 +170,8 @@ func Defaults() Config {
 			Timeout:       Duration(extauthz.DefaultTimeout),
 			DecisionCache: bundles.DefaultDecisionCacheSize,
 		},
-		MCP: MCPConfig{Paths: slices.Clone(extauthz.DefaultMCPPaths)},
-		Headers: HeadersConfig{
-			Prefix: h.Prefix, User: h.User, Tenant: h.Tenant, Roles: h.Roles,
-			AuthMethod: h.AuthMethod, DecisionID: h.DecisionID,
-		},
+		MCP:         MCPConfig{Paths: slices.Clone(extauthz.DefaultMCPPaths)},
+		Headers:     HeadersConfig(extauthz.DefaultIdentityHeaders),
 		Log:         LogConfig{Level: "info", Format: "json"},
 		DecisionLog: DecisionLogConfig{Buffer: decisionlog.DefaultBuffer},
 		Runtime:     RuntimeConfig{GCPercent: DefaultGCPercent},

@@ -79,11 +79,7 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		extauthz.WithTimeout(time.Duration(cfg.Policy.Timeout)),
 		extauthz.WithLogger(log),
 		extauthz.WithMCP(mcp.Options{AllowBatches: cfg.MCP.AllowBatches}, cfg.MCP.Paths...),
-		extauthz.WithIdentityHeaders(extauthz.IdentityHeaders{
-			Prefix: cfg.Headers.Prefix, User: cfg.Headers.User, Tenant: cfg.Headers.Tenant,
-			Roles: cfg.Headers.Roles, AuthMethod: cfg.Headers.AuthMethod, DecisionID: cfg.Headers.DecisionID,
-			UpstreamDecisionID: cfg.Headers.UpstreamDecisionID,
-		}),
+		extauthz.WithIdentityHeaders(extauthz.IdentityHeaders(cfg.Headers)),
 	}
 	if cfg.DecisionLog.Output != "" {
 		w, err := s.decisionLogWriter(stdout)
