@@ -144,6 +144,8 @@ func TestCheck(t *testing.T) {
 			decide: allow, allowed: true},
 		{name: "fail/proxy marked body partial", req: func() *Request { r := mcpRequest(toolsCall); r.BodyTruncated = true; return r }(),
 			decide: allow, status: 413, reason: ReasonBodyTruncated, rpcCode: mcp.CodeParseError},
+		{name: "fail/envoy header marks body partial", req: mcpRequest(toolsCall, PartialBodyHeader, "true"),
+			decide: allow, status: 413, reason: ReasonBodyTruncated, rpcCode: mcp.CodeParseError},
 		{name: "fail/MCP endpoint with non-JSON body", req: &Request{Method: "POST", Path: "/mcp", Headers: map[string]string{"content-type": "text/plain"}, Body: "hi"},
 			opts: []Option{WithMCP(mcp.Options{}, "/mcp")}, decide: allow, status: 400, reason: ReasonMCPInvalid, rpcCode: mcp.CodeParseError},
 		{name: "fail/MCP endpoint subpath with non-RPC JSON", req: &Request{Method: "POST", Path: "/mcp/x?y=1", Headers: map[string]string{"content-type": "application/json"}, Body: `{"a":1}`},

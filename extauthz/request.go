@@ -103,10 +103,15 @@ func (r *Request) IsJSON() bool {
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
+// PartialBodyHeader is set by Envoy when it sent only part of the body
+// (allow_partial_message). It can only make a request look less complete.
+const PartialBodyHeader = "x-envoy-auth-partial-body"
+
 // Truncated reports whether the proxy passed on less body than the request
-// carries: it said so, or Content-Length exceeds the bytes received.
+// carries: the adapter or Envoy's PartialBodyHeader said so, or
+// Content-Length exceeds the bytes received.
 func (r *Request) Truncated() bool {
-	if r.BodyTruncated {
+	if r.BodyTruncated || r.Headers[PartialBodyHeader] == "true" {
 		return true
 	}
 	if cl, ok := r.Headers["content-length"]; ok {

@@ -15,10 +15,6 @@ import (
 	"github.com/mcpauthz/mcpauthz/extauthz"
 )
 
-// partialBodyHeader is set by Envoy on the check request when it sent only
-// part of the body (allow_partial_message).
-const partialBodyHeader = "x-envoy-auth-partial-body"
-
 var errNoHTTPRequest = errors.New("check request has no HTTP request attributes")
 
 // toRequest describes an Envoy CheckRequest as an extauthz.Request. Strings
@@ -51,7 +47,6 @@ func toRequest(cr *authv3.CheckRequest) (*extauthz.Request, error) {
 	if t := attrs.GetRequest().GetTime(); t != nil {
 		req.Time = t.AsTime()
 	}
-	req.BodyTruncated = req.Headers[partialBodyHeader] == "true"
 	peer(&req.Source, attrs.GetSource())
 	peer(&req.Destination, attrs.GetDestination())
 	// Envoy reports the downstream address it resolved with its own

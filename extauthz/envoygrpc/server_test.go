@@ -90,8 +90,8 @@ func TestToRequest(t *testing.T) {
 	if req.Headers["content-type"] != "application/json" || req.Headers[":authority"] != "mcp.example.com" {
 		t.Fatalf("headers %v", req.Headers)
 	}
-	if req.Body == "" || req.RawBody || req.BodyTruncated {
-		t.Fatalf("body %q raw %v truncated %v", req.Body, req.RawBody, req.BodyTruncated)
+	if req.Body == "" || req.RawBody || req.Truncated() {
+		t.Fatalf("body %q raw %v truncated %v", req.Body, req.RawBody, req.Truncated())
 	}
 	if req.Source.Address != "10.1.2.3" || req.Source.Port != 51000 || req.Source.Principal == "" || req.ClientIP != "10.1.2.3" {
 		t.Fatalf("source %+v client %q", req.Source, req.ClientIP)
@@ -122,7 +122,7 @@ func TestToRequestVariants(t *testing.T) {
 			}},
 		{"ok/partial body", func(h *authv3.AttributeContext_HttpRequest) { h.Headers["x-envoy-auth-partial-body"] = "true" },
 			func(t *testing.T, r *extauthz.Request) {
-				if !r.BodyTruncated {
+				if !r.Truncated() {
 					t.Fatal("partial body not noticed")
 				}
 			}},

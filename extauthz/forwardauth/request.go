@@ -26,10 +26,6 @@ const (
 	requestIDHeader       = "X-Request-Id"
 )
 
-// partialBodyHeader is set by Envoy when it sent only part of the body
-// (allow_partial_message); it can only make a request look less complete.
-const partialBodyHeader = "x-envoy-auth-partial-body"
-
 // hopByHop names the headers that describe one connection, not the request;
 // proxies do not pass them upstream, so policies do not see them. Headers
 // named in Connection are kept: dropping them would let a client hide a
@@ -87,14 +83,12 @@ func (h *Handler) reconstruct(r *http.Request) (*extauthz.Request, error) {
 	req.Headers[":path"] = req.Path
 	req.Headers[":authority"] = req.Host
 	req.Headers[":scheme"] = req.Scheme
-	req.BodyTruncated = req.Headers[partialBodyHeader] == "true"
-
 	body, truncated, err := readBody(r.Body, h.maxBody)
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading the body: %w", extauthz.ErrBadRequest, err)
 	}
 	req.Body = body
-	req.BodyTruncated = req.BodyTruncated || truncated
+	req.BodyTruncated = truncated
 	// Envoy sends a body that is not UTF-8 as bytes (pack_as_bytes); say
 	// so, and the policy sees it as rawBody, as it would from Envoy.
 	req.RawBody = !utf8.ValidString(body)

@@ -529,9 +529,9 @@ func TestBody(t *testing.T) {
 			if req.Body != tt.wantBody {
 				t.Errorf("body = %.40q (%d bytes), want %.40q (%d bytes)", req.Body, len(req.Body), tt.wantBody, len(tt.wantBody))
 			}
-			if req.BodyTruncated != tt.wantTruncated || req.RawBody != tt.wantRaw || req.Size != tt.wantSize {
+			if req.Truncated() != tt.wantTruncated || req.RawBody != tt.wantRaw || req.Size != tt.wantSize {
 				t.Errorf("truncated %v, raw %v, size %d; want %v, %v, %d",
-					req.BodyTruncated, req.RawBody, req.Size, tt.wantTruncated, tt.wantRaw, tt.wantSize)
+					req.Truncated(), req.RawBody, req.Size, tt.wantTruncated, tt.wantRaw, tt.wantSize)
 			}
 			if cr, ok := tt.body.(*countingReader); ok && tt.wantRead > 0 && cr.n > tt.wantRead {
 				t.Errorf("read %d bytes of the body, want at most %d", cr.n, tt.wantRead)
