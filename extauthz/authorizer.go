@@ -388,7 +388,7 @@ func (a *Authorizer) finish(in *PolicyInput, d *Decision) {
 	}
 	if h.Prefix != "" {
 		for name := range in.Request.Headers {
-			if strings.HasPrefix(name, h.Prefix) && !setsHeader(d.Headers, name) {
+			if strings.HasPrefix(name, h.Prefix) && !HasHeader(d.Headers, name) {
 				d.RequestHeadersToRemove = append(d.RequestHeadersToRemove, name)
 			}
 		}
@@ -401,15 +401,6 @@ func (a *Authorizer) finish(in *PolicyInput, d *Decision) {
 		m["decision_id"] = d.DecisionID
 		d.DynamicMetadata = m
 	}
-}
-
-func setsHeader(hs []Header, name string) bool {
-	for _, h := range hs {
-		if strings.EqualFold(h.Name, name) {
-			return true
-		}
-	}
-	return false
 }
 
 func appendNonEmpty(hs []Header, name, value string) []Header {

@@ -3,12 +3,23 @@ package extauthz
 import (
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // Header is one HTTP header name/value pair.
 type Header struct {
 	Name  string
 	Value string
+}
+
+// HasHeader reports whether hs holds a header named name, in any case.
+func HasHeader(hs []Header, name string) bool {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Decision is the answer for one request. The adapters translate it to the

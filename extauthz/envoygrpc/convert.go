@@ -160,11 +160,8 @@ func headerOptions(hs []extauthz.Header) []*corev3.HeaderValueOption {
 	hvos := make([]corev3.HeaderValueOption, len(hs))
 	for i, h := range hs {
 		action := corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		for _, prev := range hs[:i] {
-			if strings.EqualFold(prev.Name, h.Name) {
-				action = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
-				break
-			}
+		if extauthz.HasHeader(hs[:i], h.Name) {
+			action = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
 		}
 		vals[i].Key, vals[i].Value = h.Name, h.Value
 		hvos[i].Header, hvos[i].AppendAction = &vals[i], action

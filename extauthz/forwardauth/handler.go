@@ -194,7 +194,7 @@ func (h *Handler) setHeaders(hdr http.Header, hs []extauthz.Header, add bool) {
 			h.log.Warn("decision header value is not a valid header value; dropped", slog.String("header", kv.Name))
 			continue
 		}
-		if add || repeated(hs[:i], kv.Name) {
+		if add || extauthz.HasHeader(hs[:i], kv.Name) {
 			hdr.Add(kv.Name, kv.Value)
 		} else {
 			hdr.Set(kv.Name, kv.Value)
@@ -221,13 +221,4 @@ func (h *Handler) validHeader(name string) bool {
 		return false
 	}
 	return true
-}
-
-func repeated(hs []extauthz.Header, name string) bool {
-	for _, kv := range hs {
-		if strings.EqualFold(kv.Name, name) {
-			return true
-		}
-	}
-	return false
 }
