@@ -361,8 +361,8 @@ func (c *Config) Validate() error {
 		bad("runtime.memory_limit: must not be negative")
 	}
 	for _, m := range c.DecisionLog.Mask {
-		if !strings.HasPrefix(m, "/input/") && !strings.HasPrefix(m, "/result/") {
-			bad("decision_log.mask: %q must start with /input/ or /result/", m)
+		if err := decisionlog.CheckMask(m); err != nil {
+			bad("decision_log.mask: %v", err)
 		}
 	}
 	return errors.Join(errs...)

@@ -71,13 +71,13 @@ func New(w io.Writer, cfg Config, log *slog.Logger) (*Logger, error) {
 	}
 	var in, res []string
 	for _, p := range append(append([]string(nil), DefaultMask...), cfg.Mask...) {
-		switch {
-		case strings.HasPrefix(p, "/input/"):
-			in = append(in, strings.TrimPrefix(p, "/input"))
-		case strings.HasPrefix(p, "/result/"):
+		if err := CheckMask(p); err != nil {
+			return nil, fmt.Errorf("decision log mask: %w", err)
+		}
+		if rest, ok := strings.CutPrefix(p, "/input"); ok {
+			in = append(in, rest)
+		} else {
 			res = append(res, strings.TrimPrefix(p, "/result"))
-		default:
-			return nil, fmt.Errorf("decision log mask %q: must start with /input/ or /result/", p)
 		}
 	}
 	l := &Logger{
@@ -90,6 +90,15 @@ func New(w io.Writer, cfg Config, log *slog.Logger) (*Logger, error) {
 	}
 	l.labels = appendLabels(nil, cfg.Labels)
 	return l, nil
+}
+
+// CheckMask checks that a mask entry is a JSON pointer into the input or
+// the result.
+func CheckMask(p string) error {
+	if !strings.HasPrefix(p, "/input/") && !strings.HasPrefix(p, "/result/") {
+		return fmt.Errorf("%q must start with /input/ or /result/", p)
+	}
+	return nil
 }
 
 func appendLabels(buf []byte, labels map[string]string) []byte {
