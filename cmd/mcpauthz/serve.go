@@ -179,6 +179,7 @@ func (s *sidecar) buildHTTP() error {
 	if err != nil {
 		return fmt.Errorf("http.addr: %w", err)
 	}
+	s.closers = append(s.closers, s.httpLis)
 	if tlsCfg != nil {
 		s.httpLis = tls.NewListener(s.httpLis, tlsCfg)
 	}
@@ -186,9 +187,6 @@ func (s *sidecar) buildHTTP() error {
 }
 
 func (s *sidecar) close() {
-	if s.httpLis != nil {
-		s.httpLis.Close()
-	}
 	for _, c := range s.closers {
 		c.Close()
 	}
