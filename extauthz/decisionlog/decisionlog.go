@@ -220,22 +220,8 @@ func (l *Logger) appendEvent(buf []byte, ev *extauthz.DecisionEvent) []byte {
 		buf = mcp.AppendString(buf, slashPath(ev.Path))
 	}
 	var erased []string
-	if ev.Input != nil {
-		var e []string
-		buf = append(buf, `,"input":`...)
-		buf, e = ev.Input.AppendJSON(buf, l.input)
-		for _, p := range e {
-			erased = append(erased, "/input"+p)
-		}
-	}
-	if ev.Result != nil {
-		var e []string
-		buf = append(buf, `,"result":`...)
-		buf, e = ev.Result.AppendJSON(buf, l.result)
-		for _, p := range e {
-			erased = append(erased, "/result"+p)
-		}
-	}
+	buf, erased = appendDoc(buf, "input", ev.Input, l.input, erased)
+	buf, erased = appendDoc(buf, "result", ev.Result, l.result, erased)
 	if len(erased) > 0 {
 		buf = append(buf, `,"erased":[`...)
 		for i, p := range erased {
@@ -265,6 +251,22 @@ func (l *Logger) appendEvent(buf []byte, ev *extauthz.DecisionEvent) []byte {
 		buf = mcp.AppendString(buf, ev.Err.Error())
 	}
 	return append(buf, "}}\n"...)
+}
+
+// appendDoc appends doc, masked, as the member name, if there is a doc,
+// and adds the pointers of what the mask erased to erased.
+func appendDoc(buf []byte, name string, doc extauthz.Document, mask *extauthz.Mask, erased []string) ([]byte, []string) {
+	if doc == nil {
+		return buf, erased
+	}
+	buf = append(buf, `,"`...)
+	buf = append(buf, name...)
+	buf = append(buf, `":`...)
+	buf, e := doc.AppendJSON(buf, mask)
+	for _, p := range e {
+		erased = append(erased, "/"+name+p)
+	}
+	return buf, erased
 }
 
 // slashPath writes a decision path as OPA's decision logs do:
