@@ -59,7 +59,7 @@ type Config struct {
 	Now func() time.Time
 	// DecisionIDHeader names the response header that carries the decision
 	// id on every answer, for the proxy's access log (default
-	// X-Mcpauthz-Decision-Id; "-" for none).
+	// extauthz.DefaultIdentityHeaders.DecisionID; "-" for none).
 	DecisionIDHeader string
 }
 
@@ -89,7 +89,7 @@ func NewHandler(checker Checker, cfg Config, log *slog.Logger) *Handler {
 	}
 	switch h.idName {
 	case "":
-		h.idName = "X-Mcpauthz-Decision-Id"
+		h.idName = extauthz.DefaultIdentityHeaders.DecisionID
 	case "-":
 		h.idName = ""
 	}
