@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -57,7 +59,8 @@ func UnmarshalPrivate(data []byte) (*SigningKey, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("%w: decoding key envelope", ErrInvalidKey)
 	}
-	if dec.More() {
+	// More misses a stray ] or }; only the end of the input will do.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: trailing data after key envelope", ErrInvalidKey)
 	}
 	if f.Version != keyFileVersion {

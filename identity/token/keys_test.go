@@ -181,6 +181,8 @@ func TestUnmarshalPrivateFails(t *testing.T) {
 		{"fail/empty", nil, ErrInvalidKey},
 		{"fail/not json", []byte("-----BEGIN PRIVATE KEY-----"), ErrInvalidKey},
 		{"fail/trailing data", append(append([]byte{}, good...), []byte(`{}`)...), ErrInvalidKey},
+		{"fail/trailing bracket", append(append([]byte{}, good...), []byte(`]garbage`)...), ErrInvalidKey},
+		{"fail/trailing brace", append(append([]byte{}, good...), '}'), ErrInvalidKey},
 		{"fail/unknown member", edit("extra", 1), ErrInvalidKey},
 		{"fail/version", edit("version", 2), ErrInvalidKey},
 		{"fail/unsupported alg", edit("alg", "HS256"), ErrUnsupportedAlg},
