@@ -283,34 +283,38 @@ func capture(o options, t target, cr *authv3.CheckRequest) ([]byte, error) {
 		return nil, err
 	}
 	defer stop(srv)
-	resp, err := check(addr, cr, 20*time.Second)
+	resps, err := check(addr, []*authv3.CheckRequest{cr}, 20*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	return protojson.Marshal(resp)
+	return protojson.Marshal(resps[0])
 }
 
-// check waits for a server and sends one request.
-func check(addr string, cr *authv3.CheckRequest, wait time.Duration) (*authv3.CheckResponse, error) {
+// check waits for a server to answer, then sends the requests on the same
+// connection.
+func check(addr string, crs []*authv3.CheckRequest, wait time.Duration) ([]*authv3.CheckResponse, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	client := authv3.NewAuthorizationClient(conn)
+	resps := make([]*authv3.CheckResponse, len(crs))
 	deadline := time.Now().Add(wait)
-	for {
+	for i := 0; i < len(crs); {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, err := client.Check(ctx, cr)
+		resps[i], err = client.Check(ctx, crs[i])
 		cancel()
-		if err == nil {
-			return resp, nil
-		}
-		if time.Now().After(deadline) {
+		switch {
+		case err == nil:
+			i++
+		case time.Now().After(deadline):
 			return nil, fmt.Errorf("server did not answer: %w", err)
+		default:
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	return resps, nil
 }
 
 // measure starts a server, checks that it allows every request of the mix,
@@ -321,11 +325,11 @@ func measure(o options, t target, dataFile string, mix []*authv3.CheckRequest) (
 		return result{}, err
 	}
 	defer stop(srv)
-	for i, cr := range mix {
-		resp, err := check(addr, cr, 20*time.Second)
-		if err != nil {
-			return result{}, err
-		}
+	resps, err := check(addr, mix, 20*time.Second)
+	if err != nil {
+		return result{}, err
+	}
+	for i, resp := range resps {
 		if resp.GetStatus().GetCode() != int32(codes.OK) {
 			return result{}, fmt.Errorf("request %d of the mix is denied: %v", i, resp)
 		}
