@@ -1,10 +1,12 @@
 package token
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -46,17 +48,9 @@ func NewKeySet(keys ...*SigningKey) (KeySet, error) {
 }
 
 func (ks *KeySet) sort() {
-	slices.SortStableFunc(ks.keys, func(a, b SigningKey) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
+	// Kids are distinct, so the order is total.
+	slices.SortFunc(ks.keys, func(a, b SigningKey) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
 }
 

@@ -18,9 +18,8 @@ func (k *SigningKey) Sign(claims jwt.Claims) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t := jwt.NewWithClaims(method, claims)
+	t := jwt.NewWithClaims(method, claims) // with typ "JWT"
 	t.Header["kid"] = k.ID
-	t.Header["typ"] = "JWT"
 	s, err := t.SignedString(k.private)
 	if err != nil {
 		return "", fmt.Errorf("token: signing: %w", err)
