@@ -123,7 +123,7 @@ CREATE TABLE audit_events (
     hash           bytea NOT NULL
 );
 CREATE INDEX audit_events_org ON audit_events (org_id, seq);
-CREATE INDEX audit_events_actor ON audit_events (actor_id);
+CREATE INDEX audit_events_actor ON audit_events (actor_id, seq);
 CREATE INDEX audit_events_target ON audit_events (target_id);
 
 -- The chain's head: one row, locked by every append.

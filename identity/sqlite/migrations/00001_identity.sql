@@ -124,7 +124,7 @@ CREATE TABLE audit_events (
     hash           BLOB NOT NULL
 ) STRICT;
 CREATE INDEX audit_events_org ON audit_events (org_id, seq);
-CREATE INDEX audit_events_actor ON audit_events (actor_id);
+CREATE INDEX audit_events_actor ON audit_events (actor_id, seq);
 CREATE INDEX audit_events_target ON audit_events (target_id);
 
 CREATE TABLE audit_head (
