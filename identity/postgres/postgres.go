@@ -26,7 +26,6 @@ var migrations embed.FS
 
 // Dialect describes PostgreSQL to sqlstore.
 var Dialect = sqlstore.Dialect{
-	Name:      "postgres",
 	Numbered:  true,
 	ForUpdate: " FOR UPDATE",
 	IsUniqueViolation: func(err error) bool {

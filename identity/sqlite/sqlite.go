@@ -27,7 +27,6 @@ var migrations embed.FS
 // Dialect describes SQLite to sqlstore. Transactions start with BEGIN
 // IMMEDIATE, so writers are serialized and no row lock is needed.
 var Dialect = sqlstore.Dialect{
-	Name:          "sqlite",
 	TimesAsMicros: true,
 	IsUniqueViolation: func(err error) bool {
 		var se *sqlite.Error

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"maps"
 	"slices"
 	"time"
@@ -13,7 +12,7 @@ import (
 const apiKeyColumns = `id, org_id, created_by, name, token_digest, hint, scopes, allowed_tools, tier,
 	ip_allowlist, created_at, expires_at, revoked_at, last_used_at, replaced_by, grace_until`
 
-func scanAPIKey(row interface{ Scan(...any) error }) (identity.APIKey, error) {
+func scanAPIKey(row scanner) (identity.APIKey, error) {
 	var k identity.APIKey
 	var tier string
 	err := row.Scan(&k.ID, &k.OrgID, &k.CreatedBy, &k.Name, &k.TokenDigest, &k.Hint, scanJSON{&k.Scopes},
@@ -42,19 +41,11 @@ func (q queries) APIKey(ctx context.Context, orgID, id string) (*identity.APIKey
 }
 
 func (q queries) APIKeys(ctx context.Context, orgID string) ([]identity.APIKey, error) {
-	rows, err := q.query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE org_id = ? ORDER BY created_at, id`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.APIKey, error) { return scanAPIKey(r) })
+	return queryAll(ctx, q, scanAPIKey, `SELECT `+apiKeyColumns+` FROM api_keys WHERE org_id = ? ORDER BY created_at, id`, orgID)
 }
 
 func (q queries) APIKeysOfUser(ctx context.Context, userID string) ([]identity.APIKey, error) {
-	rows, err := q.query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE created_by = ? ORDER BY created_at, id`, userID)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.APIKey, error) { return scanAPIKey(r) })
+	return queryAll(ctx, q, scanAPIKey, `SELECT `+apiKeyColumns+` FROM api_keys WHERE created_by = ? ORDER BY created_at, id`, userID)
 }
 
 func (q queries) RevokeAPIKey(ctx context.Context, orgID, id string, at time.Time) error {

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -39,7 +38,7 @@ func (q queries) AppendAudit(ctx context.Context, e *identity.AuditEvent, link f
 	return err
 }
 
-func scanAudit(row interface{ Scan(...any) error }) (identity.AuditEvent, error) {
+func scanAudit(row scanner) (identity.AuditEvent, error) {
 	var e identity.AuditEvent
 	err := row.Scan(&e.Seq, &e.ID, scanTime{&e.At}, &e.Action, &e.OrgID, &e.ActorID, &e.ActorRef, &e.TargetType,
 		&e.TargetID, &e.TargetRef, &e.IP, &e.UserAgent, scanJSON{&e.Details}, &e.PIIDigest, scanTime{&e.PIIErasedAt},
@@ -75,12 +74,8 @@ func (q queries) AuditEvents(ctx context.Context, f identity.AuditFilter) ([]ide
 		limit = 100
 	}
 	args = append(args, limit)
-	rows, err := q.query(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE `+strings.Join(where, " AND ")+
+	return queryAll(ctx, q, scanAudit, `SELECT `+auditColumns+` FROM audit_events WHERE `+strings.Join(where, " AND ")+
 		` ORDER BY seq LIMIT ?`, args...)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.AuditEvent, error) { return scanAudit(r) })
 }
 
 func (q queries) EraseAuditPII(ctx context.Context, userID string, at time.Time) (int, error) {

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/identity"
@@ -10,7 +9,7 @@ import (
 
 const invitationColumns = `id, org_id, email, role, token_digest, invited_by, created_at, expires_at, accepted_at, revoked_at`
 
-func scanInvitation(row interface{ Scan(...any) error }) (identity.Invitation, error) {
+func scanInvitation(row scanner) (identity.Invitation, error) {
 	var inv identity.Invitation
 	var role string
 	err := row.Scan(&inv.ID, &inv.OrgID, &inv.Email, &role, &inv.TokenDigest, &inv.InvitedBy,
@@ -32,11 +31,7 @@ func (q queries) InvitationByDigest(ctx context.Context, digest []byte) (*identi
 }
 
 func (q queries) Invitations(ctx context.Context, orgID string) ([]identity.Invitation, error) {
-	rows, err := q.query(ctx, `SELECT `+invitationColumns+` FROM invitations WHERE org_id = ? ORDER BY created_at, id`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.Invitation, error) { return scanInvitation(r) })
+	return queryAll(ctx, q, scanInvitation, `SELECT `+invitationColumns+` FROM invitations WHERE org_id = ? ORDER BY created_at, id`, orgID)
 }
 
 func (q queries) CloseInvitation(ctx context.Context, orgID, id string, acceptedAt, revokedAt time.Time) error {

@@ -2,19 +2,20 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/mcpauthz/mcpauthz/identity"
 )
 
 const orgColumns = `id, name, tier, time_zone, created_by, created_at, updated_at`
 
-func scanOrg(row interface{ Scan(...any) error }) (*identity.Org, error) {
+const membershipColumns = `org_id, user_id, role, created_at`
+
+func scanOrg(row scanner) (identity.Org, error) {
 	var o identity.Org
 	var tier string
 	err := row.Scan(&o.ID, &o.Name, &tier, &o.TimeZone, &o.CreatedBy, scanTime{&o.CreatedAt}, scanTime{&o.UpdatedAt})
 	o.Tier = identity.Tier(tier)
-	return &o, err
+	return o, err
 }
 
 func (q queries) CreateOrg(ctx context.Context, o *identity.Org) error {
@@ -25,7 +26,7 @@ func (q queries) CreateOrg(ctx context.Context, o *identity.Org) error {
 
 func (q queries) OrgByID(ctx context.Context, id string) (*identity.Org, error) {
 	o, err := scanOrg(q.row(ctx, `SELECT `+orgColumns+` FROM orgs WHERE id = ?`, id))
-	return o, q.wrap(err)
+	return &o, q.wrap(err)
 }
 
 func (q queries) UpdateOrg(ctx context.Context, o *identity.Org) error {
@@ -50,12 +51,12 @@ func (q queries) LockOrg(ctx context.Context, orgID string) error {
 }
 
 func (q queries) AddMember(ctx context.Context, m *identity.Membership) error {
-	_, err := q.exec(ctx, `INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?,?,?,?)`,
+	_, err := q.exec(ctx, `INSERT INTO memberships (`+membershipColumns+`) VALUES (?,?,?,?)`,
 		m.OrgID, m.UserID, string(m.Role), q.t(m.CreatedAt))
 	return err
 }
 
-func scanMembership(row interface{ Scan(...any) error }) (identity.Membership, error) {
+func scanMembership(row scanner) (identity.Membership, error) {
 	var m identity.Membership
 	var role string
 	err := row.Scan(&m.OrgID, &m.UserID, &role, scanTime{&m.CreatedAt})
@@ -64,7 +65,7 @@ func scanMembership(row interface{ Scan(...any) error }) (identity.Membership, e
 }
 
 func (q queries) Membership(ctx context.Context, orgID, userID string) (*identity.Membership, error) {
-	m, err := scanMembership(q.row(ctx, `SELECT org_id, user_id, role, created_at FROM memberships
+	m, err := scanMembership(q.row(ctx, `SELECT `+membershipColumns+` FROM memberships
 		WHERE org_id = ? AND user_id = ?`, orgID, userID))
 	return &m, q.wrap(err)
 }
@@ -79,12 +80,8 @@ func (q queries) RemoveMember(ctx context.Context, orgID, userID string) error {
 }
 
 func (q queries) Members(ctx context.Context, orgID string) ([]identity.Membership, error) {
-	rows, err := q.query(ctx, `SELECT org_id, user_id, role, created_at FROM memberships
+	return queryAll(ctx, q, scanMembership, `SELECT `+membershipColumns+` FROM memberships
 		WHERE org_id = ? ORDER BY created_at, user_id`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.Membership, error) { return scanMembership(r) })
 }
 
 func (q queries) CountOwners(ctx context.Context, orgID string) (int, error) {
@@ -94,10 +91,6 @@ func (q queries) CountOwners(ctx context.Context, orgID string) (int, error) {
 }
 
 func (q queries) MembershipsOfUser(ctx context.Context, userID string) ([]identity.Membership, error) {
-	rows, err := q.query(ctx, `SELECT org_id, user_id, role, created_at FROM memberships
+	return queryAll(ctx, q, scanMembership, `SELECT `+membershipColumns+` FROM memberships
 		WHERE user_id = ? ORDER BY created_at, org_id`, userID)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.Membership, error) { return scanMembership(r) })
 }

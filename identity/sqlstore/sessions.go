@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/identity"
@@ -11,7 +10,7 @@ import (
 const sessionColumns = `id, user_id, token_digest, active_org_id, auth_time, created_at, last_seen_at,
 	idle_expires_at, expires_at, revoked_at, ip, user_agent`
 
-func scanSession(row interface{ Scan(...any) error }) (identity.Session, error) {
+func scanSession(row scanner) (identity.Session, error) {
 	var s identity.Session
 	err := row.Scan(&s.ID, &s.UserID, &s.TokenDigest, &s.ActiveOrgID, scanTime{&s.AuthTime}, scanTime{&s.CreatedAt},
 		scanTime{&s.LastSeenAt}, scanTime{&s.IdleExpires}, scanTime{&s.ExpiresAt}, scanTime{&s.RevokedAt},
@@ -37,13 +36,9 @@ func (q queries) Session(ctx context.Context, userID, id string) (*identity.Sess
 }
 
 func (q queries) SessionsOfUser(ctx context.Context, userID string, now time.Time) ([]identity.Session, error) {
-	rows, err := q.query(ctx, `SELECT `+sessionColumns+` FROM sessions
+	return queryAll(ctx, q, scanSession, `SELECT `+sessionColumns+` FROM sessions
 		WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? AND idle_expires_at > ?
 		ORDER BY created_at, id`, userID, q.t(now), q.t(now))
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.Session, error) { return scanSession(r) })
 }
 
 func (q queries) UpdateSession(ctx context.Context, s *identity.Session) error {

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/mcpauthz/mcpauthz/identity"
 )
@@ -14,15 +13,11 @@ func (q queries) SaveSigningKey(ctx context.Context, k *identity.StoredSigningKe
 }
 
 func (q queries) SigningKeys(ctx context.Context) ([]identity.StoredSigningKey, error) {
-	rows, err := q.query(ctx, `SELECT id, alg, sealed, created_at, not_after FROM signing_keys ORDER BY created_at, id`)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.StoredSigningKey, error) {
+	return queryAll(ctx, q, func(r scanner) (identity.StoredSigningKey, error) {
 		var k identity.StoredSigningKey
 		err := r.Scan(&k.ID, &k.Alg, &k.Sealed, scanTime{&k.CreatedAt}, scanTime{&k.NotAfter})
 		return k, err
-	})
+	}, `SELECT id, alg, sealed, created_at, not_after FROM signing_keys ORDER BY created_at, id`)
 }
 
 func (q queries) DeleteSigningKey(ctx context.Context, id string) error {

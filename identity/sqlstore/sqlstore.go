@@ -21,7 +21,6 @@ import (
 
 // Dialect is what differs between the databases.
 type Dialect struct {
-	Name string
 	// Numbered placeholders ($1, $2): queries are written with ? and
 	// rewritten.
 	Numbered bool
@@ -67,7 +66,7 @@ func (s *Store) Tx(ctx context.Context, fn func(identity.Tx) error) (err error) 
 	}()
 	q := s.queries
 	q.db = tx
-	if err := fn(&txStore{q}); err != nil {
+	if err := fn(q); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -82,9 +81,6 @@ func (s *Store) AppendAudit(ctx context.Context, e *identity.AuditEvent, link fu
 	return s.Tx(ctx, func(tx identity.Tx) error { return tx.AppendAudit(ctx, e, link) })
 }
 
-// txStore is the identity.Tx handed to Tx's function.
-type txStore struct{ queries }
-
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -92,7 +88,8 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// queries runs the statements; it is embedded by Store and txStore.
+// queries runs the statements: on the database in Store, on a
+// transaction as the identity.Tx that Tx hands its function.
 type queries struct {
 	db    querier
 	d     *Dialect

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"time"
 
@@ -12,14 +11,14 @@ import (
 const userColumns = `id, email, password_hash, display_name, platform_roles, status, ban_reason,
 	banned_until, failed_logins, last_failed_at, created_at, updated_at`
 
-func scanUser(row interface{ Scan(...any) error }) (*identity.User, error) {
+func scanUser(row scanner) (identity.User, error) {
 	var u identity.User
 	var status string
 	err := row.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.DisplayName, scanJSON{&u.PlatformRoles}, &status,
 		&u.BanReason, scanTime{&u.BannedUntil}, &u.FailedLogins, scanTime{&u.LastFailedAt},
 		scanTime{&u.CreatedAt}, scanTime{&u.UpdatedAt})
 	u.Status = identity.UserStatus(status)
-	return &u, err
+	return u, err
 }
 
 func (q queries) CreateUser(ctx context.Context, u *identity.User) error {
@@ -31,12 +30,12 @@ func (q queries) CreateUser(ctx context.Context, u *identity.User) error {
 
 func (q queries) UserByID(ctx context.Context, id string) (*identity.User, error) {
 	u, err := scanUser(q.row(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
-	return u, q.wrap(err)
+	return &u, q.wrap(err)
 }
 
 func (q queries) UserByEmail(ctx context.Context, email string) (*identity.User, error) {
 	u, err := scanUser(q.row(ctx, `SELECT `+userColumns+` FROM users WHERE email = ?`, email))
-	return u, q.wrap(err)
+	return &u, q.wrap(err)
 }
 
 func (q queries) UpdateUser(ctx context.Context, u *identity.User) error {
@@ -61,16 +60,9 @@ func (q queries) RecordLoginSuccess(ctx context.Context, userID, oldHash, newHas
 }
 
 func (q queries) ListUsers(ctx context.Context, query, after string, limit int) ([]identity.User, error) {
-	rows, err := q.query(ctx, `SELECT `+userColumns+` FROM users
+	return queryAll(ctx, q, scanUser, `SELECT `+userColumns+` FROM users
 		WHERE email LIKE ? ESCAPE '\' AND id > ? ORDER BY id LIMIT ?`,
 		"%"+likeEscape(query)+"%", after, limit)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.User, error) {
-		u, err := scanUser(r)
-		return *u, err
-	})
 }
 
 // likeEscape escapes LIKE's wildcards so a search matches literally.
@@ -95,31 +87,30 @@ func (q queries) SetConsents(ctx context.Context, userID string, cs []identity.C
 }
 
 func (q queries) Consents(ctx context.Context, userID string) ([]identity.Consent, error) {
-	rows, err := q.query(ctx, `SELECT kind, version, granted, at FROM consents WHERE user_id = ? ORDER BY kind`, userID)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(r *sql.Rows) (identity.Consent, error) {
+	return queryAll(ctx, q, func(r scanner) (identity.Consent, error) {
 		var c identity.Consent
 		err := r.Scan(&c.Kind, &c.Version, &c.Granted, scanTime{&c.At})
 		return c, err
-	})
+	}, `SELECT kind, version, granted, at FROM consents WHERE user_id = ? ORDER BY kind`, userID)
 }
 
 // returningIDs runs a statement ending in RETURNING id and collects the ids.
 func (q queries) returningIDs(ctx context.Context, query string, args ...any) ([]string, error) {
+	return queryAll(ctx, q, func(r scanner) (string, error) {
+		var id string
+		return id, r.Scan(&id)
+	}, query, args...)
+}
+
+// scanner is a row to scan: *sql.Row or *sql.Rows.
+type scanner interface{ Scan(...any) error }
+
+// queryAll runs a query and scans every row it returns with scan.
+func queryAll[T any](ctx context.Context, q queries, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := q.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(r *sql.Rows) (string, error) {
-		var id string
-		return id, r.Scan(&id)
-	})
-}
-
-// collect scans every row.
-func collect[T any](rows *sql.Rows, scan func(*sql.Rows) (T, error)) ([]T, error) {
 	defer rows.Close()
 	var out []T
 	for rows.Next() {

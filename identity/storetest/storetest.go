@@ -425,7 +425,9 @@ func testAPIKeys(t *testing.T, s identity.Store) {
 	if len(deleted) != 3 {
 		t.Fatalf("deleted %v", deleted)
 	}
-	if keys, _ := s.APIKeys(ctx(), "o1"); len(keys) != 0 {
+	keys, err = s.APIKeys(ctx(), "o1")
+	must(t, err)
+	if len(keys) != 0 {
 		t.Fatalf("%d keys remain", len(keys))
 	}
 }
