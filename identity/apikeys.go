@@ -163,9 +163,21 @@ func (s *Service) APIKeys(ctx context.Context, actorID, orgID string) ([]APIKey,
 	return keys, err
 }
 
-// canManageKey: owners and admins manage every key, members their own.
-func canManageKey(r Role, k *APIKey, actorID string) bool {
-	return rank(r) >= rank(RoleAdmin) || (r == RoleMember && k.CreatedBy == actorID)
+// managedKey returns a key the actor may manage: owners and admins manage
+// every key of the organization, members their own.
+func managedKey(ctx context.Context, tx Tx, orgID, actorID, keyID string) (*APIKey, error) {
+	r, err := atLeast(ctx, tx, orgID, actorID, RoleMember)
+	if err != nil {
+		return nil, err
+	}
+	k, err := tx.APIKey(ctx, orgID, keyID)
+	if err != nil {
+		return nil, err
+	}
+	if rank(r) < rank(RoleAdmin) && k.CreatedBy != actorID {
+		return nil, ErrForbidden
+	}
+	return k, nil
 }
 
 // RotateAPIKey issues a new key with the same attributes; the old one
@@ -181,16 +193,9 @@ func (s *Service) RotateAPIKey(ctx context.Context, actorID, orgID, keyID string
 	var k *APIKey
 	var secret string
 	err := s.store.Tx(ctx, func(tx Tx) error {
-		r, err := atLeast(ctx, tx, orgID, actorID, RoleMember)
+		old, err := managedKey(ctx, tx, orgID, actorID, keyID)
 		if err != nil {
 			return err
-		}
-		old, err := tx.APIKey(ctx, orgID, keyID)
-		if err != nil {
-			return err
-		}
-		if !canManageKey(r, old, actorID) {
-			return ErrForbidden
 		}
 		if !old.Usable(now) || old.ReplacedBy != "" {
 			return invalid("key", "revoked, expired or already rotated", nil)
@@ -215,16 +220,8 @@ func (s *Service) RotateAPIKey(ctx context.Context, actorID, orgID, keyID string
 // RevokeAPIKey revokes a key at once.
 func (s *Service) RevokeAPIKey(ctx context.Context, actorID, orgID, keyID string, m Meta) error {
 	err := s.store.Tx(ctx, func(tx Tx) error {
-		r, err := atLeast(ctx, tx, orgID, actorID, RoleMember)
-		if err != nil {
+		if _, err := managedKey(ctx, tx, orgID, actorID, keyID); err != nil {
 			return err
-		}
-		k, err := tx.APIKey(ctx, orgID, keyID)
-		if err != nil {
-			return err
-		}
-		if !canManageKey(r, k, actorID) {
-			return ErrForbidden
 		}
 		if err := tx.RevokeAPIKey(ctx, orgID, keyID, s.now()); err != nil {
 			return err
