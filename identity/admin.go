@@ -69,7 +69,7 @@ func (s *Service) Ban(ctx context.Context, sess *Session, userID, reason string,
 	}
 	var sessions, keys []string
 	err = s.store.Tx(ctx, func(tx Tx) error {
-		u, err := tx.UserByID(ctx, userID)
+		u, err := tx.UserForUpdate(ctx, userID)
 		if err != nil {
 			return err
 		}
@@ -105,7 +105,7 @@ func (s *Service) Unban(ctx context.Context, sess *Session, userID string, m Met
 		return err
 	}
 	return s.store.Tx(ctx, func(tx Tx) error {
-		u, err := tx.UserByID(ctx, userID)
+		u, err := tx.UserForUpdate(ctx, userID)
 		if err != nil {
 			return err
 		}
@@ -133,7 +133,7 @@ func (s *Service) SetPlatformRoles(ctx context.Context, sess *Session, userID st
 		return invalid("roles", "a super-admin cannot demote themselves", nil)
 	}
 	return s.store.Tx(ctx, func(tx Tx) error {
-		u, err := tx.UserByID(ctx, userID)
+		u, err := tx.UserForUpdate(ctx, userID)
 		if err != nil {
 			return err
 		}

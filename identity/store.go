@@ -43,6 +43,10 @@ type Users interface {
 	CreateUser(ctx context.Context, u *User) error // ErrConflict for a taken email
 	UserByID(ctx context.Context, id string) (*User, error)
 	UserByEmail(ctx context.Context, email string) (*User, error)
+	// UserForUpdate returns the user and, in a transaction, holds its row
+	// until the transaction ends: UpdateUser writes every field, so a
+	// change that reads the user to write it back must read it so.
+	UserForUpdate(ctx context.Context, id string) (*User, error)
 	UpdateUser(ctx context.Context, u *User) error
 	// RecordLoginFailure counts a failed login atomically, so parallel
 	// guesses cannot all read the same count, and returns the new count.

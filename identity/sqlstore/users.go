@@ -33,6 +33,11 @@ func (q queries) UserByID(ctx context.Context, id string) (*identity.User, error
 	return &u, q.wrap(err)
 }
 
+func (q queries) UserForUpdate(ctx context.Context, id string) (*identity.User, error) {
+	u, err := scanUser(q.row(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`+q.d.ForUpdate, id))
+	return &u, q.wrap(err)
+}
+
 func (q queries) UserByEmail(ctx context.Context, email string) (*identity.User, error) {
 	u, err := scanUser(q.row(ctx, `SELECT `+userColumns+` FROM users WHERE email = ?`, email))
 	return &u, q.wrap(err)

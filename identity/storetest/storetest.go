@@ -34,6 +34,7 @@ func Run(t *testing.T, open Opener) {
 		{"audit chain", testAudit},
 		{"audit append-only", testAuditAppendOnly},
 		{"audit concurrent appends", testAuditConcurrent},
+		{"user read for update", testUserForUpdate},
 		{"delete cascades", testCascades},
 	}
 	for _, tt := range tests {
@@ -679,6 +680,43 @@ func testAuditConcurrent(t *testing.T, s identity.Store) {
 		if i > 0 && string(e.PrevHash) != string(evs[i-1].Hash) {
 			t.Fatalf("the chain forked at %d", e.Seq)
 		}
+	}
+}
+
+// testUserForUpdate: read-modify-write changes of one user, made at once
+// in transactions that read it with UserForUpdate, lose nothing.
+func testUserForUpdate(t *testing.T, s identity.Store) {
+	must(t, s.CreateUser(ctx(), user("u1", "one@example.com")))
+	_, err := s.UserForUpdate(ctx(), "nobody")
+	wantErr(t, err, identity.ErrNotFound)
+	const writers, each = 4, 10
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := range each {
+				err := s.Tx(ctx(), func(tx identity.Tx) error {
+					u, err := tx.UserForUpdate(ctx(), "u1")
+					if err != nil {
+						return err
+					}
+					u.PlatformRoles = append(u.PlatformRoles, fmt.Sprintf("w%d-%d", w, i))
+					return tx.UpdateUser(ctx(), u)
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		must(t, <-errs)
+	}
+	u, err := s.UserByID(ctx(), "u1")
+	must(t, err)
+	if len(u.PlatformRoles) != writers*each {
+		t.Fatalf("%d of %d changes kept", len(u.PlatformRoles), writers*each)
 	}
 }
 
