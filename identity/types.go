@@ -2,6 +2,7 @@ package identity
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -19,20 +20,10 @@ const (
 // Valid reports whether r is one of the organization roles.
 func (r Role) Valid() bool { return rank(r) > 0 }
 
-// rank orders roles: an actor may act on roles at most its own. It is 0
-// for anything else.
+// rank orders roles, viewer lowest: an actor may act on roles at most its
+// own. It is 0 for anything else.
 func rank(r Role) int {
-	switch r {
-	case RoleOwner:
-		return 4
-	case RoleAdmin:
-		return 3
-	case RoleMember:
-		return 2
-	case RoleViewer:
-		return 1
-	}
-	return 0
+	return slices.Index([]Role{RoleViewer, RoleMember, RoleAdmin, RoleOwner}, r) + 1
 }
 
 // Tier is an organization's plan, which drives its default quotas.
@@ -50,15 +41,7 @@ func (t Tier) Valid() bool { return tierRank(t) > 0 }
 
 // tierRank orders tiers, free lowest; it is 0 for anything else.
 func tierRank(t Tier) int {
-	switch t {
-	case TierFree:
-		return 1
-	case TierPro:
-		return 2
-	case TierEnterprise:
-		return 3
-	}
-	return 0
+	return slices.Index([]Tier{TierFree, TierPro, TierEnterprise}, t) + 1
 }
 
 // UserStatus is whether a user may sign in.
