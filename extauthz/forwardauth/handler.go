@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/internal/clientip"
 )
 
 // DefaultMaxBodyBytes bounds the body passed to the checker unless
@@ -67,7 +68,7 @@ type Config struct {
 type Handler struct {
 	checker Checker
 	prefix  string
-	trusted []netip.Prefix
+	clients clientip.Resolver // resolves client addresses behind TrustedProxies
 	maxBody int64
 	now     func() time.Time
 	log     *slog.Logger
@@ -81,7 +82,7 @@ func NewHandler(checker Checker, cfg Config, log *slog.Logger) *Handler {
 	h := &Handler{
 		checker: checker,
 		prefix:  cfg.PathPrefix,
-		trusted: canonicalPrefixes(cfg.TrustedProxies),
+		clients: clientip.New(cfg.TrustedProxies),
 		maxBody: cfg.MaxBodyBytes,
 		now:     cfg.Now,
 		log:     log,

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/internal/clientip"
 )
 
 // Headers a trusted proxy uses to describe the original request. Names are
@@ -21,8 +22,6 @@ const (
 	forwardedURIHeader    = "X-Forwarded-Uri"    // Traefik forwardAuth
 	forwardedHostHeader   = "X-Forwarded-Host"
 	forwardedProtoHeader  = "X-Forwarded-Proto"
-	forwardedForHeader    = "X-Forwarded-For"
-	realIPHeader          = "X-Real-Ip"
 	requestIDHeader       = "X-Request-Id"
 )
 
@@ -72,7 +71,7 @@ func (h *Handler) reconstruct(r *http.Request) (*extauthz.Request, error) {
 		if err := h.forwarded(r.Header, req, &target); err != nil {
 			return nil, err
 		}
-		if ip, ok := h.clientIP(r.Header); ok {
+		if ip, ok := h.clients.Forwarded(r.Header); ok {
 			req.ClientIP = ip.String()
 		}
 	}
@@ -204,96 +203,11 @@ func single(hdr http.Header, name string) (string, bool, error) {
 	return "", false, fmt.Errorf("%w: %s is repeated", extauthz.ErrBadRequest, name)
 }
 
-// clientIP walks X-Forwarded-For from the right, past the hops that are
-// trusted proxies themselves, to the first address that is not: the last
-// hop a trusted proxy vouches for. Entries that are not addresses are
-// skipped. Without one it falls back to X-Real-IP.
-func (h *Handler) clientIP(hdr http.Header) (netip.Addr, bool) {
-	lines := hdr.Values(forwardedForHeader)
-	for i := len(lines) - 1; i >= 0; i-- {
-		rest := lines[i]
-		for rest != "" {
-			entry := rest
-			if j := strings.LastIndexByte(rest, ','); j >= 0 {
-				entry, rest = rest[j+1:], rest[:j]
-			} else {
-				rest = ""
-			}
-			a, ok := parseIP(entry)
-			if ok && !h.isTrusted(a) {
-				return a, true
-			}
-		}
-	}
-	if vals := hdr.Values(realIPHeader); len(vals) > 0 {
-		return parseIP(vals[len(vals)-1])
-	}
-	return netip.Addr{}, false
-}
+// isTrusted reports whether a is inside Config.TrustedProxies.
+func (h *Handler) isTrusted(a netip.Addr) bool { return h.clients.Trusted(a) }
 
-func (h *Handler) isTrusted(a netip.Addr) bool {
-	if !a.IsValid() {
-		return false
-	}
-	for _, p := range h.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// parsePeer parses http.Request.RemoteAddr. A peer that is not an IP
-// address (a Unix socket, a pipe) is returned invalid: never trusted.
-func parsePeer(remote string) (netip.Addr, uint16) {
-	if ap, err := netip.ParseAddrPort(remote); err == nil {
-		return canonical(ap.Addr()), ap.Port()
-	}
-	if a, err := netip.ParseAddr(remote); err == nil {
-		return canonical(a), 0
-	}
-	return netip.Addr{}, 0
-}
-
-// parseIP parses one forwarded address: "192.0.2.1", "2001:db8::1",
-// "192.0.2.1:443", "[2001:db8::1]:443" or "[2001:db8::1]".
-func parseIP(s string) (netip.Addr, bool) {
-	s = strings.TrimSpace(s)
-	if a, err := netip.ParseAddr(s); err == nil {
-		return canonical(a), true
-	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return canonical(ap.Addr()), true
-	}
-	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
-		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil && a.Is6() {
-			return canonical(a), true
-		}
-	}
-	return netip.Addr{}, false
-}
-
-// canonical drops the zone and turns IPv4-mapped IPv6 addresses into IPv4,
-// so one address has one spelling and matches IPv4 prefixes.
-func canonical(a netip.Addr) netip.Addr {
-	return a.Unmap().WithZone("")
-}
-
-// canonicalPrefixes masks the configured prefixes and turns IPv4-mapped
-// IPv6 prefixes into IPv4 ones; invalid prefixes are dropped.
-func canonicalPrefixes(ps []netip.Prefix) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(ps))
-	for _, p := range ps {
-		if !p.IsValid() {
-			continue
-		}
-		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-		}
-		out = append(out, p.Masked())
-	}
-	return out
-}
+// parsePeer parses http.Request.RemoteAddr; see clientip.ParsePeer.
+func parsePeer(remote string) (netip.Addr, uint16) { return clientip.ParsePeer(remote) }
 
 // originForm turns an absolute-form target ("http://host/path?q") into its
 // path and query, as the upstream will route it.
