@@ -40,8 +40,9 @@ func (s *Service) AuditLog(ctx context.Context, sess *Session, f AuditFilter) ([
 	return s.store.AuditEvents(ctx, f)
 }
 
-// auditRecord is an audit event as exported.
-type auditRecord struct {
+// AuditRecord is an audit event as exported and served: hashes in hex,
+// and whether its personal data was erased.
+type AuditRecord struct {
 	Seq        int64          `json:"seq"`
 	ID         string         `json:"id"`
 	At         time.Time      `json:"at"`
@@ -59,8 +60,9 @@ type auditRecord struct {
 	Hash       string         `json:"hash"`
 }
 
-func record(e *AuditEvent) auditRecord {
-	return auditRecord{Seq: e.Seq, ID: e.ID, At: e.At, Action: e.Action, OrgID: e.OrgID, ActorID: e.ActorID,
+// Record returns the event as exported.
+func (e *AuditEvent) Record() AuditRecord {
+	return AuditRecord{Seq: e.Seq, ID: e.ID, At: e.At, Action: e.Action, OrgID: e.OrgID, ActorID: e.ActorID,
 		ActorRef: e.ActorRef, TargetType: e.TargetType, TargetID: e.TargetID, TargetRef: e.TargetRef, IP: e.IP,
 		UserAgent: e.UserAgent, Details: e.Details, Erased: !e.PIIErasedAt.IsZero(), Hash: hex.EncodeToString(e.Hash)}
 }
@@ -69,7 +71,7 @@ func record(e *AuditEvent) auditRecord {
 func WriteAuditJSONL(w io.Writer, evs []AuditEvent) error {
 	enc := json.NewEncoder(w)
 	for i := range evs {
-		if err := enc.Encode(record(&evs[i])); err != nil {
+		if err := enc.Encode(evs[i].Record()); err != nil {
 			return err
 		}
 	}
@@ -89,7 +91,7 @@ func WriteAuditCSV(w io.Writer, evs []AuditEvent, header bool) error {
 		}
 	}
 	for i := range evs {
-		r := record(&evs[i])
+		r := evs[i].Record()
 		details := ""
 		if len(r.Details) > 0 {
 			b, err := json.Marshal(r.Details)
