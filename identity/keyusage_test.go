@@ -1,0 +1,72 @@
+package identity_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/identity"
+)
+
+// touches records batches; fail makes the next write fail.
+type touches struct {
+	mu      sync.Mutex
+	batches []map[string]time.Time
+	fail    bool
+}
+
+func (s *touches) TouchAPIKeys(_ context.Context, m map[string]time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		s.fail = false
+		return errors.New("database down")
+	}
+	s.batches = append(s.batches, maps.Clone(m))
+	return nil
+}
+
+func TestKeyUsage(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := &touches{fail: true}
+	u := identity.NewKeyUsage(st, time.Hour, slog.New(slog.DiscardHandler))
+	for i := range 1000 {
+		u.Record("k1", t0.Add(time.Duration(i)*time.Second))
+	}
+	u.Record("k2", t0)
+	u.Record("k2", t0.Add(-time.Hour)) // older: ignored
+	if err := u.Flush(context.Background()); err == nil {
+		t.Fatal("the failing write was not reported")
+	}
+	u.Record("k3", t0)
+	if err := u.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{"k1": t0.Add(999 * time.Second), "k2": t0, "k3": t0}
+	if len(st.batches) != 1 || !maps.Equal(st.batches[0], want) {
+		t.Fatalf("batches %v, want one: %v", st.batches, want)
+	}
+	if err := u.Flush(context.Background()); err != nil || len(st.batches) != 1 {
+		t.Fatalf("an empty flush wrote: %v %v", err, st.batches)
+	}
+}
+
+func TestKeyUsageRunFlushesAtShutdown(t *testing.T) {
+	st := &touches{}
+	u := identity.NewKeyUsage(st, time.Hour, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- u.Run(ctx) }()
+	u.Record("k1", time.Now())
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(st.batches) != 1 || len(st.batches[0]) != 1 {
+		t.Fatalf("batches at shutdown: %v", st.batches)
+	}
+}
