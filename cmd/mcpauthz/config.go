@@ -33,6 +33,7 @@ type Config struct {
 	Log         LogConfig         `yaml:"log"`
 	DecisionLog DecisionLogConfig `yaml:"decision_log"`
 	Runtime     RuntimeConfig     `yaml:"runtime"`
+	Identity    IdentityConfig    `yaml:"identity"`
 }
 
 // RuntimeConfig tunes the Go runtime's garbage collector.
@@ -175,6 +176,7 @@ func Defaults() Config {
 		Log:         LogConfig{Level: "info", Format: "json"},
 		DecisionLog: DecisionLogConfig{Buffer: decisionlog.DefaultBuffer},
 		Runtime:     RuntimeConfig{GCPercent: DefaultGCPercent},
+		Identity:    identityDefaults(),
 	}
 }
 
@@ -246,6 +248,13 @@ func applyEnv(cfg *Config, environ []string) error {
 // setField parses s into a configuration field.
 func setField(f reflect.Value, s string) error {
 	switch f.Interface().(type) {
+	case Secret:
+		b, err := decodeSecret(s)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(Secret(b)))
+		return nil
 	case ByteSize:
 		n, err := parseBytes(s)
 		if err != nil {
@@ -365,6 +374,9 @@ func (c *Config) Validate() error {
 			bad("decision_log.mask: %v", err)
 		}
 	}
+	if err := c.Identity.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -380,8 +392,13 @@ func checkAddr(addr string) error {
 }
 
 func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	return parsePrefixes(c.HTTP.TrustedProxies)
+}
+
+// parsePrefixes parses CIDR prefixes and single addresses.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range c.HTTP.TrustedProxies {
+	for _, s := range list {
 		if p, err := netip.ParsePrefix(s); err == nil {
 			out = append(out, p.Masked())
 			continue

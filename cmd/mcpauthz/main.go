@@ -3,6 +3,8 @@
 //
 //	serve    run the ext_authz sidecar (gRPC for Envoy, HTTP forward-auth)
 //	dev      run the sidecar on loopback with the embedded policy, no setup
+//	migrate  bring the identity store's schema up to date
+//	audit    verify or export the identity audit log
 //	version  print the version
 //
 // Every component is built and wired here.
@@ -37,6 +39,9 @@ const usage = `mcpauthz — authorization sidecar for MCP servers behind Envoy
 Usage:
   mcpauthz serve [flags]    run the sidecar (Envoy ext_authz gRPC + HTTP forward-auth)
   mcpauthz dev [flags]      run it on loopback with the embedded policy, zero setup
+  mcpauthz migrate [flags]  bring the identity store's schema up to date
+  mcpauthz audit verify     verify the identity audit log's hash chain
+  mcpauthz audit export     export the identity audit log as JSON lines or CSV
   mcpauthz version          print the version
 
 Run "mcpauthz <command> -h" for the flags of a command.
@@ -54,6 +59,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = runServe(ctx, args[1:], environ, stdout, stderr, false)
 	case "dev":
 		err = runServe(ctx, args[1:], environ, stdout, stderr, true)
+	case "migrate":
+		err = runMigrate(ctx, args[1:], environ, stdout, stderr)
+	case "audit":
+		err = runAudit(ctx, args[1:], environ, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "mcpauthz %s (%s, opa %s)\n", version, runtime.Version(), opaversion.Version)
 	case "help", "-h", "--help":
@@ -76,9 +85,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
 var errUsage = errors.New("usage")
 
-// flags are the command-line overrides common to serve and dev.
+// flags are the command-line overrides common to serve and dev, and the
+// identity store's (-store) for migrate and audit.
 type flags struct {
-	config, grpcAddr, httpAddr, bundle, decisionPath, logLevel, decisionLog string
+	config, grpcAddr, httpAddr, bundle, decisionPath, logLevel, decisionLog, store string
 }
 
 func parseFlags(name string, args []string, stderr io.Writer, dev bool) (*flags, *flag.FlagSet, error) {
@@ -129,6 +139,8 @@ func (f *flags) apply(cfg *Config, fs *flag.FlagSet) {
 			if f.decisionLog == "off" {
 				cfg.DecisionLog.Output = ""
 			}
+		case "store":
+			cfg.Identity.Store = f.store
 		}
 	})
 }
