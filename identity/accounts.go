@@ -188,7 +188,7 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (*Login, 
 		return nil, err
 	}
 	var login *Login
-	var evicted []string
+	var evicted []Revoked
 	err = s.store.Tx(ctx, func(tx Tx) error {
 		if err := loginSucceeded(ctx, tx, u, hash, now); err != nil {
 			return err
@@ -204,9 +204,11 @@ func (s *Service) Login(ctx context.Context, email, pw string, m Meta) (*Login, 
 	if err != nil {
 		return nil, err
 	}
+	n := sidecarNews{dropSessions: evicted, sessions: []*Session{login.Session}}
 	if len(evicted) > 0 {
-		s.publish(ctx, Event{Kind: EventSessionsRevoked, UserID: u.ID, SessionIDs: evicted})
+		n.events = []Event{{Kind: EventSessionsRevoked, UserID: u.ID, SessionIDs: idsOf(evicted)}}
 	}
+	s.announce(ctx, n)
 	return login, nil
 }
 

@@ -67,7 +67,7 @@ func (s *Service) Ban(ctx context.Context, sess *Session, userID, reason string,
 	case !until.IsZero() && !until.After(s.now()):
 		return invalid("until", "in the past", nil)
 	}
-	var sessions, keys []string
+	var sessions, keys []Revoked
 	err = s.store.Tx(ctx, func(tx Tx) error {
 		u, err := tx.UserForUpdate(ctx, userID)
 		if err != nil {
@@ -94,7 +94,8 @@ func (s *Service) Ban(ctx context.Context, sess *Session, userID, reason string,
 	if err != nil {
 		return err
 	}
-	s.publish(ctx, Event{Kind: EventUserBanned, UserID: userID, SessionIDs: sessions, KeyIDs: keys})
+	s.announce(ctx, sidecarNews{dropSessions: sessions, dropKeys: keys,
+		events: []Event{{Kind: EventUserBanned, UserID: userID, SessionIDs: idsOf(sessions), KeyIDs: idsOf(keys)}}})
 	return nil
 }
 
@@ -153,7 +154,7 @@ func (s *Service) AdminRevokeAll(ctx context.Context, sess *Session, userID stri
 	if err != nil {
 		return err
 	}
-	var sessions, keys []string
+	var sessions, keys []Revoked
 	err = s.store.Tx(ctx, func(tx Tx) error {
 		if _, err := tx.UserByID(ctx, userID); err != nil {
 			return err
@@ -167,18 +168,20 @@ func (s *Service) AdminRevokeAll(ctx context.Context, sess *Session, userID stri
 	if err != nil {
 		return err
 	}
+	n := sidecarNews{dropSessions: sessions, dropKeys: keys}
 	if len(sessions) > 0 {
-		s.publish(ctx, Event{Kind: EventSessionsRevoked, UserID: userID, SessionIDs: sessions})
+		n.events = append(n.events, Event{Kind: EventSessionsRevoked, UserID: userID, SessionIDs: idsOf(sessions)})
 	}
 	if len(keys) > 0 {
-		s.publish(ctx, Event{Kind: EventAPIKeysRevoked, UserID: userID, KeyIDs: keys})
+		n.events = append(n.events, Event{Kind: EventAPIKeysRevoked, UserID: userID, KeyIDs: idsOf(keys)})
 	}
+	s.announce(ctx, n)
 	return nil
 }
 
 // revokeCredentials revokes every session and API key of a user and
-// returns their ids.
-func revokeCredentials(ctx context.Context, tx Tx, userID string, at time.Time) (sessions, keys []string, err error) {
+// returns them.
+func revokeCredentials(ctx context.Context, tx Tx, userID string, at time.Time) (sessions, keys []Revoked, err error) {
 	if sessions, err = tx.RevokeSessionsOfUser(ctx, userID, at); err != nil {
 		return nil, nil, err
 	}

@@ -107,6 +107,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, actorID, orgID string, in Ne
 	if err != nil {
 		return nil, "", err
 	}
+	s.announce(ctx, sidecarNews{keys: []*APIKey{k}})
 	return k, secret, nil
 }
 
@@ -190,11 +191,11 @@ func (s *Service) RotateAPIKey(ctx context.Context, actorID, orgID, keyID string
 		return nil, "", invalid("grace", "must be between 0 and 30 days", nil)
 	}
 	now := s.now()
-	var k *APIKey
+	var k, old *APIKey
 	var secret string
 	err := s.store.Tx(ctx, func(tx Tx) error {
-		old, err := managedKey(ctx, tx, orgID, actorID, keyID)
-		if err != nil {
+		var err error
+		if old, err = managedKey(ctx, tx, orgID, actorID, keyID); err != nil {
 			return err
 		}
 		if !old.Usable(now) || old.ReplacedBy != "" {
@@ -208,19 +209,24 @@ func (s *Service) RotateAPIKey(ctx context.Context, actorID, orgID, keyID string
 		if err := tx.ReplaceAPIKey(ctx, orgID, keyID, k.ID, now.Add(grace)); err != nil {
 			return err
 		}
+		old.ReplacedBy, old.GraceUntil = k.ID, now.Add(grace)
 		return s.record(ctx, tx, AuditEvent{Action: "api_key.rotate", OrgID: orgID, ActorID: actorID,
 			Details: map[string]any{"key_id": keyID, "new_key_id": k.ID}}, m)
 	})
 	if err != nil {
 		return nil, "", err
 	}
+	// The old key's record now ends at its grace; the new one starts.
+	s.announce(ctx, sidecarNews{keys: []*APIKey{old, k}})
 	return k, secret, nil
 }
 
 // RevokeAPIKey revokes a key at once.
 func (s *Service) RevokeAPIKey(ctx context.Context, actorID, orgID, keyID string, m Meta) error {
+	var k *APIKey
 	err := s.store.Tx(ctx, func(tx Tx) error {
-		if _, err := managedKey(ctx, tx, orgID, actorID, keyID); err != nil {
+		var err error
+		if k, err = managedKey(ctx, tx, orgID, actorID, keyID); err != nil {
 			return err
 		}
 		if err := tx.RevokeAPIKey(ctx, orgID, keyID, s.now()); err != nil {
@@ -232,6 +238,7 @@ func (s *Service) RevokeAPIKey(ctx context.Context, actorID, orgID, keyID string
 	if err != nil {
 		return err
 	}
-	s.publish(ctx, Event{Kind: EventAPIKeysRevoked, OrgID: orgID, KeyIDs: []string{keyID}})
+	s.announce(ctx, sidecarNews{dropKeys: []Revoked{{ID: k.ID, Digest: k.TokenDigest}},
+		events: []Event{{Kind: EventAPIKeysRevoked, OrgID: orgID, KeyIDs: []string{keyID}}}})
 	return nil
 }

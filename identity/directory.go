@@ -74,6 +74,7 @@ func (s *Service) SetActiveOrg(ctx context.Context, sess *Session, orgID string)
 	} else if err != nil {
 		return err
 	}
+	s.announce(ctx, sidecarNews{sessions: []*Session{&next}})
 	*sess = next
 	return nil
 }

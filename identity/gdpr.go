@@ -110,7 +110,7 @@ func (s *Service) DeleteAccount(ctx context.Context, sess *Session, m Meta) erro
 		return ErrFreshAuthRequired
 	}
 	userID := sess.UserID
-	var sessions, keys []string
+	var sessions, keys []Revoked
 	err := s.store.Tx(ctx, func(tx Tx) error {
 		mems, err := tx.MembershipsOfUser(ctx, userID)
 		if err != nil {
@@ -148,6 +148,7 @@ func (s *Service) DeleteAccount(ctx context.Context, sess *Session, m Meta) erro
 	if err != nil {
 		return err
 	}
-	s.publish(ctx, Event{Kind: EventUserDeleted, UserID: userID, SessionIDs: sessions, KeyIDs: keys})
+	s.announce(ctx, sidecarNews{dropSessions: sessions, dropKeys: keys,
+		events: []Event{{Kind: EventUserDeleted, UserID: userID, SessionIDs: idsOf(sessions), KeyIDs: idsOf(keys)}}})
 	return nil
 }

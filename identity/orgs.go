@@ -108,9 +108,14 @@ func (s *Service) DeleteOrg(ctx context.Context, sess *Session, orgID string, m 
 	if !s.Fresh(sess) {
 		return ErrFreshAuthRequired
 	}
-	var keys []string
+	var keys []Revoked
 	err := s.store.Tx(ctx, func(tx Tx) error {
 		if _, err := atLeast(ctx, tx, orgID, sess.UserID, RoleOwner); err != nil {
+			return err
+		}
+		// Locked, so no key is added between listing the keys (to drop
+		// them from the cache) and deleting them.
+		if err := lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
 		ks, err := tx.APIKeys(ctx, orgID)
@@ -118,7 +123,7 @@ func (s *Service) DeleteOrg(ctx context.Context, sess *Session, orgID string, m 
 			return err
 		}
 		for _, k := range ks {
-			keys = append(keys, k.ID)
+			keys = append(keys, Revoked{ID: k.ID, Digest: k.TokenDigest})
 		}
 		if err := tx.DeleteOrg(ctx, orgID); err != nil {
 			return err
@@ -128,7 +133,8 @@ func (s *Service) DeleteOrg(ctx context.Context, sess *Session, orgID string, m 
 	if err != nil {
 		return err
 	}
-	s.publish(ctx, Event{Kind: EventOrgDeleted, OrgID: orgID, KeyIDs: keys})
+	s.announce(ctx, sidecarNews{dropKeys: keys,
+		events: []Event{{Kind: EventOrgDeleted, OrgID: orgID, KeyIDs: idsOf(keys)}}})
 	return nil
 }
 

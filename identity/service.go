@@ -85,6 +85,7 @@ type Service struct {
 	now    func() time.Time
 	random io.Reader
 	events EventPublisher
+	cache  Cache
 	log    *slog.Logger
 	hashes chan struct{} // semaphore for password hashing
 }
@@ -97,6 +98,16 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 
 // WithEvents sets where revocations are published (default: nowhere).
 func WithEvents(p EventPublisher) Option { return func(s *Service) { s.events = p } }
+
+// WithCache sets where sessions and API keys are written through for the
+// sidecars (default: nowhere).
+func WithCache(c Cache) Option {
+	return func(s *Service) {
+		if c != nil {
+			s.cache = c
+		}
+	}
+}
 
 // WithLogger sets the operational logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
@@ -114,6 +125,7 @@ func NewService(store Store, audit *Auditor, cfg Config, random io.Reader, opts 
 		now:    time.Now,
 		random: random,
 		events: NopEvents{},
+		cache:  NopCache{},
 		log:    slog.New(slog.DiscardHandler),
 		hashes: make(chan struct{}, cfg.MaxConcurrentHashes),
 	}
@@ -171,23 +183,9 @@ func (s *Service) record(ctx context.Context, tx Tx, e AuditEvent, m Meta) error
 	return nil
 }
 
-// publishTimeout bounds publishing the events of one change.
-const publishTimeout = 5 * time.Second
-
-// publish sends revocation events after their transaction committed. A
-// failure is logged: sidecars also expire cached credentials on their own.
-// The change is done by then, so a caller that goes away (a client closing
-// the connection after logging out) must not stop its events: they are
-// sent on a context of their own.
+// publish sends revocation events after their transaction committed.
 func (s *Service) publish(ctx context.Context, evs ...Event) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
-	for _, ev := range evs {
-		if err := s.events.Publish(ctx, ev); err != nil {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "publishing a revocation event failed; sidecars will notice at their cache expiry",
-				slog.String("kind", string(ev.Kind)), slog.Any("error", err))
-		}
-	}
+	s.announce(ctx, sidecarNews{events: evs})
 }
 
 // hashing runs fn holding a password hashing slot.

@@ -14,18 +14,18 @@ const touchEvery = time.Minute
 
 // openSession creates a session for the user and revokes the oldest ones
 // beyond MaxSessions. It returns the session, its token (shown once) and
-// the ids of the sessions it revoked.
-func (s *Service) openSession(ctx context.Context, tx Tx, userID string, now time.Time, m Meta) (*Session, string, []string, error) {
+// the sessions it revoked.
+func (s *Service) openSession(ctx context.Context, tx Tx, userID string, now time.Time, m Meta) (*Session, string, []Revoked, error) {
 	active, err := tx.SessionsOfUser(ctx, userID, now)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	var evicted []string
+	var evicted []Revoked
 	for i := 0; len(active)-i >= s.cfg.MaxSessions; i++ {
 		if err := tx.RevokeSession(ctx, userID, active[i].ID, now); err != nil {
 			return nil, "", nil, err
 		}
-		evicted = append(evicted, active[i].ID)
+		evicted = append(evicted, Revoked{ID: active[i].ID, Digest: active[i].TokenDigest})
 	}
 	tok, err := token.New(token.KindSession, s.random)
 	if err != nil {
@@ -93,6 +93,7 @@ func (s *Service) Authenticate(ctx context.Context, tok string) (*Session, *User
 		} else if err != nil {
 			return nil, nil, err
 		}
+		s.announce(ctx, sidecarNews{sessions: []*Session{sess}})
 	}
 	return sess, u, nil
 }
@@ -119,7 +120,7 @@ func (s *Service) Reauth(ctx context.Context, sess *Session, pw string, m Meta) 
 	if err != nil {
 		return err
 	}
-	return s.store.Tx(ctx, func(tx Tx) error {
+	err = s.store.Tx(ctx, func(tx Tx) error {
 		if err := loginSucceeded(ctx, tx, u, hash, now); err != nil {
 			return err
 		}
@@ -132,6 +133,11 @@ func (s *Service) Reauth(ctx context.Context, sess *Session, pw string, m Meta) 
 		return s.record(ctx, tx, AuditEvent{Action: "session.reauth", ActorID: u.ID,
 			Details: map[string]any{"session_id": sess.ID}}, m)
 	})
+	if err != nil {
+		return err
+	}
+	s.announce(ctx, sidecarNews{sessions: []*Session{sess}})
+	return nil
 }
 
 // Fresh reports whether the session authenticated within the fresh window.
@@ -145,38 +151,51 @@ func (s *Service) Sessions(ctx context.Context, userID string) ([]Session, error
 }
 
 // RevokeSession ends one of the user's sessions (logout, when it is the
-// current one).
+// current one). A session revoked already is ErrNotFound, and dropped from
+// the cache again, in case dropping it failed the first time.
 func (s *Service) RevokeSession(ctx context.Context, userID, sessionID string, m Meta) error {
+	var sess *Session
 	err := s.store.Tx(ctx, func(tx Tx) error {
+		found, err := tx.Session(ctx, userID, sessionID)
+		if err != nil {
+			return err
+		}
+		sess = found
 		if err := tx.RevokeSession(ctx, userID, sessionID, s.now()); err != nil {
 			return err
 		}
 		return s.record(ctx, tx, AuditEvent{Action: "session.revoke", ActorID: userID,
 			Details: map[string]any{"session_id": sessionID}}, m)
 	})
-	if err != nil {
+	if sess == nil || (err != nil && !errors.Is(err, ErrNotFound)) {
 		return err
 	}
-	s.publish(ctx, Event{Kind: EventSessionsRevoked, UserID: userID, SessionIDs: []string{sessionID}})
-	return nil
+	n := sidecarNews{dropSessions: []Revoked{{ID: sess.ID, Digest: sess.TokenDigest}}}
+	if err == nil {
+		n.events = []Event{{Kind: EventSessionsRevoked, UserID: userID, SessionIDs: []string{sessionID}}}
+	}
+	s.announce(ctx, n)
+	return err
 }
 
 // RevokeAllSessions ends every session of the user and returns their ids.
 func (s *Service) RevokeAllSessions(ctx context.Context, userID string, m Meta) ([]string, error) {
-	var ids []string
+	var revoked []Revoked
 	err := s.store.Tx(ctx, func(tx Tx) error {
 		var err error
-		if ids, err = tx.RevokeSessionsOfUser(ctx, userID, s.now()); err != nil {
+		if revoked, err = tx.RevokeSessionsOfUser(ctx, userID, s.now()); err != nil {
 			return err
 		}
 		return s.record(ctx, tx, AuditEvent{Action: "session.revoke_all", ActorID: userID,
-			Details: map[string]any{"sessions": len(ids)}}, m)
+			Details: map[string]any{"sessions": len(revoked)}}, m)
 	})
 	if err != nil {
 		return nil, err
 	}
+	ids := idsOf(revoked)
 	if len(ids) > 0 {
-		s.publish(ctx, Event{Kind: EventSessionsRevoked, UserID: userID, SessionIDs: ids})
+		s.announce(ctx, sidecarNews{dropSessions: revoked,
+			events: []Event{{Kind: EventSessionsRevoked, UserID: userID, SessionIDs: ids}}})
 	}
 	return ids, nil
 }

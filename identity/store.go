@@ -13,6 +13,14 @@ var (
 	ErrConflict = errors.New("already exists")
 )
 
+// Revoked is a session or API key that a revocation or deletion ended:
+// its id, for events and the audit log, and the SHA-256 digest of its
+// token, by which caches hold it.
+type Revoked struct {
+	ID     string
+	Digest []byte
+}
+
 // Store is the persistence the identity service needs: identity/postgres in
 // production, identity/sqlite embedded. Tenant data is addressed by
 // organization and id together, so one organization's rows cannot be read
@@ -71,7 +79,9 @@ type Orgs interface {
 	OrgByID(ctx context.Context, id string) (*Org, error)
 	UpdateOrg(ctx context.Context, o *Org) error
 	// DeleteOrg removes the organization with its memberships,
-	// invitations and API keys.
+	// invitations and API keys. A caller that must know the keys (to drop
+	// them from caches) locks the organization (LockOrg) and lists them
+	// first, in the same transaction: no key can be added meanwhile.
 	DeleteOrg(ctx context.Context, id string) error
 	CountOrgsCreatedBy(ctx context.Context, userID string) (int, error)
 	// LockOrg holds the organization's row until the transaction ends, so
@@ -110,9 +120,9 @@ type Sessions interface {
 	// ErrNotFound says so.
 	UpdateSession(ctx context.Context, s *Session) error
 	RevokeSession(ctx context.Context, userID, id string, at time.Time) error
-	// RevokeSessionsOfUser revokes every active session of the user and
-	// returns their ids.
-	RevokeSessionsOfUser(ctx context.Context, userID string, at time.Time) ([]string, error)
+	// RevokeSessionsOfUser revokes every session of the user not revoked
+	// yet and returns them.
+	RevokeSessionsOfUser(ctx context.Context, userID string, at time.Time) ([]Revoked, error)
 	// DeleteExpiredSessions deletes at most limit sessions that expired
 	// or were revoked before before.
 	DeleteExpiredSessions(ctx context.Context, before time.Time, limit int) (int, error)
@@ -130,12 +140,12 @@ type APIKeys interface {
 	// APIKeysOfUser returns the keys the user created, in every
 	// organization, oldest first.
 	APIKeysOfUser(ctx context.Context, userID string) ([]APIKey, error)
-	// RevokeAPIKeysOfUser revokes the keys the user created, in every
-	// organization, and returns their ids.
-	RevokeAPIKeysOfUser(ctx context.Context, userID string, at time.Time) ([]string, error)
+	// RevokeAPIKeysOfUser revokes the keys the user created that are not
+	// revoked yet, in every organization, and returns them.
+	RevokeAPIKeysOfUser(ctx context.Context, userID string, at time.Time) ([]Revoked, error)
 	// DeleteAPIKeysOfUser deletes the keys the user created, in every
-	// organization, and returns their ids.
-	DeleteAPIKeysOfUser(ctx context.Context, userID string) ([]string, error)
+	// organization, and returns them.
+	DeleteAPIKeysOfUser(ctx context.Context, userID string) ([]Revoked, error)
 	// TouchAPIKeys records last use times in one batch.
 	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error
 }

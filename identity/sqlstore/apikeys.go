@@ -59,13 +59,13 @@ func (q queries) ReplaceAPIKey(ctx context.Context, orgID, id, replacedBy string
 		replacedBy, q.t(graceUntil), orgID, id))
 }
 
-func (q queries) RevokeAPIKeysOfUser(ctx context.Context, userID string, at time.Time) ([]string, error) {
-	return q.returningIDs(ctx, `UPDATE api_keys SET revoked_at = ? WHERE created_by = ? AND revoked_at IS NULL RETURNING id`,
-		q.t(at), userID)
+func (q queries) RevokeAPIKeysOfUser(ctx context.Context, userID string, at time.Time) ([]identity.Revoked, error) {
+	return q.returningRevoked(ctx, `UPDATE api_keys SET revoked_at = ? WHERE created_by = ? AND revoked_at IS NULL
+		RETURNING id, token_digest`, q.t(at), userID)
 }
 
-func (q queries) DeleteAPIKeysOfUser(ctx context.Context, userID string) ([]string, error) {
-	return q.returningIDs(ctx, `DELETE FROM api_keys WHERE created_by = ? RETURNING id`, userID)
+func (q queries) DeleteAPIKeysOfUser(ctx context.Context, userID string) ([]identity.Revoked, error) {
+	return q.returningRevoked(ctx, `DELETE FROM api_keys WHERE created_by = ? RETURNING id, token_digest`, userID)
 }
 
 func (q queries) TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error {

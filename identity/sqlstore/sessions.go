@@ -53,8 +53,9 @@ func (q queries) RevokeSession(ctx context.Context, userID, id string, at time.T
 		q.t(at), userID, id))
 }
 
-func (q queries) RevokeSessionsOfUser(ctx context.Context, userID string, at time.Time) ([]string, error) {
-	return q.returningIDs(ctx, `UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id`,
+func (q queries) RevokeSessionsOfUser(ctx context.Context, userID string, at time.Time) ([]identity.Revoked, error) {
+	return q.returningRevoked(ctx, `UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL
+		RETURNING id, token_digest`,
 		q.t(at), userID)
 }
 

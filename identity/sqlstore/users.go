@@ -99,11 +99,12 @@ func (q queries) Consents(ctx context.Context, userID string) ([]identity.Consen
 	}, `SELECT kind, version, granted, at FROM consents WHERE user_id = ? ORDER BY kind`, userID)
 }
 
-// returningIDs runs a statement ending in RETURNING id and collects the ids.
-func (q queries) returningIDs(ctx context.Context, query string, args ...any) ([]string, error) {
-	return queryAll(ctx, q, func(r scanner) (string, error) {
-		var id string
-		return id, r.Scan(&id)
+// returningRevoked runs a statement ending in RETURNING id, token_digest
+// and collects what it ended.
+func (q queries) returningRevoked(ctx context.Context, query string, args ...any) ([]identity.Revoked, error) {
+	return queryAll(ctx, q, func(r scanner) (identity.Revoked, error) {
+		var rv identity.Revoked
+		return rv, r.Scan(&rv.ID, &rv.Digest)
 	}, query, args...)
 }
 

@@ -3,6 +3,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -343,9 +344,7 @@ func testSessions(t *testing.T, s identity.Store) {
 
 	revoked, err := s.RevokeSessionsOfUser(ctx(), "u1", t0.Add(time.Hour))
 	must(t, err)
-	if len(revoked) != 2 {
-		t.Fatalf("revoked %v", revoked)
-	}
+	wantRevoked(t, revoked, map[string]string{"s1": "s-s1", "s2": "s-s2"}) // s0 was revoked already
 	n, err := s.DeleteExpiredSessions(ctx(), t0.Add(2*time.Hour), 2)
 	must(t, err)
 	if n != 2 {
@@ -355,6 +354,21 @@ func testSessions(t *testing.T, s identity.Store) {
 	must(t, err)
 	if n != 1 {
 		t.Fatalf("deleted %d, want the remaining 1", n)
+	}
+}
+
+// wantRevoked checks that got holds exactly the ids in want, each with the
+// digest of its token.
+func wantRevoked(t *testing.T, got []identity.Revoked, want map[string]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d revoked, want %d: %v", len(got), len(want), got)
+	}
+	for _, r := range got {
+		tok, ok := want[r.ID]
+		if !ok || !bytes.Equal(r.Digest, digest(tok)) {
+			t.Fatalf("revoked %s with digest %x; want ids and digests of %v", r.ID, r.Digest, want)
+		}
 	}
 }
 
@@ -379,8 +393,10 @@ func testAPIKeys(t *testing.T, s identity.Store) {
 	}
 	keys, err := s.APIKeys(ctx(), "o1")
 	must(t, err)
-	if len(keys) != 2 {
-		t.Fatalf("o1 has %d keys", len(keys))
+	// With their digests: deleting an organization drops its keys from
+	// caches by them.
+	if len(keys) != 2 || !bytes.Equal(keys[0].TokenDigest, digest("tok1")) || !bytes.Equal(keys[1].TokenDigest, digest("tok2")) {
+		t.Fatalf("o1 has keys %+v", keys)
 	}
 	keys, err = s.APIKeysOfUser(ctx(), "u1")
 	must(t, err)
@@ -405,9 +421,7 @@ func testAPIKeys(t *testing.T, s identity.Store) {
 	wantErr(t, s.RevokeAPIKey(ctx(), "o1", "k2", t0), identity.ErrNotFound)
 	revoked, err := s.RevokeAPIKeysOfUser(ctx(), "u1", t0)
 	must(t, err)
-	if len(revoked) != 2 { // k1 and k3; k2 was already revoked
-		t.Fatalf("revoked %v", revoked)
-	}
+	wantRevoked(t, revoked, map[string]string{"k1": "tok1", "k3": "tok3"}) // k2 was revoked already
 
 	deleted, err := s.DeleteAPIKeysOfUser(ctx(), "u2")
 	must(t, err)
@@ -423,9 +437,7 @@ func testAPIKeys(t *testing.T, s identity.Store) {
 	}
 	deleted, err = s.DeleteAPIKeysOfUser(ctx(), "u1")
 	must(t, err)
-	if len(deleted) != 3 {
-		t.Fatalf("deleted %v", deleted)
-	}
+	wantRevoked(t, deleted, map[string]string{"k1": "tok1", "k2": "tok2", "k3": "tok3"})
 	keys, err = s.APIKeys(ctx(), "o1")
 	must(t, err)
 	if len(keys) != 0 {
