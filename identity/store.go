@@ -155,6 +155,10 @@ type SigningKeys interface {
 	SaveSigningKey(ctx context.Context, k *StoredSigningKey) error
 	SigningKeys(ctx context.Context) ([]StoredSigningKey, error)
 	DeleteSigningKey(ctx context.Context, id string) error
+	// LockSigningKeys holds the signing keys until the transaction ends,
+	// so replicas rotating at once take turns: the second sees the key
+	// the first added.
+	LockSigningKeys(ctx context.Context) error
 }
 
 // Audit stores the audit log.

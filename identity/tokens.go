@@ -85,6 +85,10 @@ func (t *Tokens) Rotate(ctx context.Context) error {
 	now := t.svc.now()
 	var next token.KeySet
 	err := t.svc.store.Tx(ctx, func(tx Tx) error {
+		// The mutex serializes this process; the lock, replicas.
+		if err := tx.LockSigningKeys(ctx); err != nil {
+			return err
+		}
 		stored, err := tx.SigningKeys(ctx)
 		if err != nil {
 			return err

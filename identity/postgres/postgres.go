@@ -28,6 +28,9 @@ var migrations embed.FS
 var Dialect = sqlstore.Dialect{
 	Numbered:  true,
 	ForUpdate: " FOR UPDATE",
+	// A transaction-scoped advisory lock: it also serializes a table
+	// that is still empty, where FOR UPDATE would lock nothing.
+	AdvisoryLock: "SELECT pg_advisory_xact_lock(?)",
 	IsUniqueViolation: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"

@@ -23,3 +23,14 @@ func (q queries) SigningKeys(ctx context.Context) ([]identity.StoredSigningKey, 
 func (q queries) DeleteSigningKey(ctx context.Context, id string) error {
 	return changed(q.exec(ctx, `DELETE FROM signing_keys WHERE id = ?`, id))
 }
+
+// signingKeysLock names the advisory lock of the signing keys.
+const signingKeysLock = 0x6d6370617574 // "mcpaut"
+
+func (q queries) LockSigningKeys(ctx context.Context) error {
+	if q.d.AdvisoryLock == "" {
+		return nil
+	}
+	_, err := q.exec(ctx, q.d.AdvisoryLock, int64(signingKeysLock))
+	return err
+}

@@ -30,6 +30,10 @@ type Dialect struct {
 	// ForUpdate is appended to a SELECT to lock the rows it reads, or ""
 	// where transactions are serialized anyway.
 	ForUpdate string
+	// AdvisoryLock is a statement taking a lock, named by its one integer
+	// argument, until the transaction ends; "" where transactions are
+	// serialized anyway.
+	AdvisoryLock string
 	// IsUniqueViolation reports whether err is a unique constraint failure.
 	IsUniqueViolation func(error) bool
 }

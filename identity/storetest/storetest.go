@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ func Run(t *testing.T, open Opener) {
 		{"sessions", testSessions},
 		{"api keys", testAPIKeys},
 		{"signing keys", testSigningKeys},
+		{"signing key lock", testSigningKeyLock},
 		{"tenant isolation", testIsolation},
 		{"transactions", testTransactions},
 		{"audit chain", testAudit},
@@ -456,6 +458,40 @@ func testSigningKeys(t *testing.T, s identity.Store) {
 	}
 	must(t, s.DeleteSigningKey(ctx(), "kid1"))
 	wantErr(t, s.DeleteSigningKey(ctx(), "kid1"), identity.ErrNotFound)
+}
+
+// testSigningKeyLock: rotations that each add a key when they find none
+// take turns under the lock, so exactly one key is added.
+func testSigningKeyLock(t *testing.T, s identity.Store) {
+	const racers = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, racers)
+	for i := range racers {
+		wg.Go(func() {
+			errs <- s.Tx(ctx(), func(tx identity.Tx) error {
+				if err := tx.LockSigningKeys(ctx()); err != nil {
+					return err
+				}
+				ks, err := tx.SigningKeys(ctx())
+				if err != nil || len(ks) > 0 {
+					return err
+				}
+				time.Sleep(20 * time.Millisecond) // widen the race the lock closes
+				return tx.SaveSigningKey(ctx(), &identity.StoredSigningKey{ID: fmt.Sprintf("kid%d", i), Alg: "ES256",
+					Sealed: []byte{1}, CreatedAt: t0, NotAfter: t0.Add(time.Hour)})
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		must(t, err)
+	}
+	ks, err := s.SigningKeys(ctx())
+	must(t, err)
+	if len(ks) != 1 {
+		t.Fatalf("%d keys added by racing rotations, want 1", len(ks))
+	}
 }
 
 // testIsolation: an organization's rows cannot be read or changed through
