@@ -145,9 +145,11 @@ func (s *Service) AuthenticateAPIKey(ctx context.Context, secret, clientIP strin
 	if err != nil {
 		return nil, err
 	}
-	if !k.Usable(s.now()) || !k.AllowsIP(clientIP) {
+	now := s.now()
+	if !k.Usable(now) || !k.AllowsIP(clientIP) {
 		return nil, ErrUnauthenticated
 	}
+	s.usage.Record(k.ID, now)
 	return k, nil
 }
 

@@ -2,6 +2,7 @@ package identity_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"maps"
@@ -68,5 +69,47 @@ func TestKeyUsageRunFlushesAtShutdown(t *testing.T) {
 	}
 	if len(st.batches) != 1 || len(st.batches[0]) != 1 {
 		t.Fatalf("batches at shutdown: %v", st.batches)
+	}
+}
+
+// TestKeyUseIsRecorded: authenticating a key records its use, written on
+// the next flush; a refused key records nothing.
+func TestKeyUseIsRecorded(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	usage := identity.NewKeyUsage(f.store, time.Hour, slog.New(slog.DiscardHandler))
+	svc, err := identity.NewService(f.store, f.audit, f.cfg, rand.Reader, identity.WithClock(f.clock.now), identity.WithKeyUsage(usage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := f.signUp(t, "ada@example.com")
+	org, err := svc.CreateOrg(ctx, u.ID, "Ada's", "", meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, secret, err := svc.CreateAPIKey(ctx, u.ID, org.ID, identity.NewAPIKey{Name: "ci", IPAllowlist: []string{"10.0.0.0/8"}}, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AuthenticateAPIKey(ctx, secret, "192.0.2.1"); err == nil {
+		t.Fatal("a key used from outside its allowlist authenticated")
+	}
+	if err := usage.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.store.APIKey(ctx, org.ID, k.ID); !got.LastUsedAt.IsZero() {
+		t.Fatalf("a refused use was recorded: %v", got.LastUsedAt)
+	}
+	if _, err := svc.AuthenticateAPIKey(ctx, secret, "10.1.2.3"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.store.APIKey(ctx, org.ID, k.ID); !got.LastUsedAt.IsZero() {
+		t.Fatal("authenticating wrote at once")
+	}
+	if err := usage.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.store.APIKey(ctx, org.ID, k.ID); !got.LastUsedAt.Equal(f.clock.now()) {
+		t.Fatalf("last used %v, want %v", got.LastUsedAt, f.clock.now())
 	}
 }

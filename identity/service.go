@@ -86,6 +86,7 @@ type Service struct {
 	random io.Reader
 	events EventPublisher
 	cache  Cache
+	usage  KeyUseRecorder
 	log    *slog.Logger
 	hashes chan struct{} // semaphore for password hashing
 }
@@ -98,6 +99,19 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 
 // WithEvents sets where revocations are published (default: nowhere).
 func WithEvents(p EventPublisher) Option { return func(s *Service) { s.events = p } }
+
+// KeyUseRecorder notes that an API key was used (KeyUsage batches the
+// writes).
+type KeyUseRecorder interface {
+	Record(keyID string, at time.Time)
+}
+
+type nopUsage struct{}
+
+func (nopUsage) Record(string, time.Time) {}
+
+// WithKeyUsage sets where API key use is recorded (default: nowhere).
+func WithKeyUsage(u KeyUseRecorder) Option { return func(s *Service) { s.usage = u } }
 
 // WithCache sets where sessions and API keys are written through for the
 // sidecars (default: nowhere).
@@ -126,6 +140,7 @@ func NewService(store Store, audit *Auditor, cfg Config, random io.Reader, opts 
 		random: random,
 		events: NopEvents{},
 		cache:  NopCache{},
+		usage:  nopUsage{},
 		log:    slog.New(slog.DiscardHandler),
 		hashes: make(chan struct{}, cfg.MaxConcurrentHashes),
 	}
