@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/identity/password"
 )
 
 // Platform roles.
@@ -189,4 +191,37 @@ func revokeCredentials(ctx context.Context, tx Tx, userID string, at time.Time) 
 		return nil, nil, err
 	}
 	return sessions, keys, nil
+}
+
+// BootstrapAdmin makes the user with the email a super-admin, on the
+// operator's authority rather than a session's: it is how the first
+// platform admin comes to be (`mcpauthz dev` does it for its own). The
+// audit event has no actor.
+func (s *Service) BootstrapAdmin(ctx context.Context, email string, m Meta) (*User, error) {
+	email, err := password.NormalizeEmail(email)
+	if err != nil {
+		return nil, invalid("email", "not a valid email address", err)
+	}
+	var u *User
+	err = s.store.Tx(ctx, func(tx Tx) error {
+		found, err := tx.UserByEmail(ctx, email)
+		if err != nil {
+			return err
+		}
+		if u, err = tx.UserForUpdate(ctx, found.ID); err != nil {
+			return err
+		}
+		from := u.PlatformRoles
+		u.PlatformRoles, u.UpdatedAt = []string{PlatformAdmin, PlatformSuperAdmin}, s.now()
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "admin.bootstrap", TargetType: "user", TargetID: u.ID,
+			Details: map[string]any{"from": strings.Join(from, ","), "to": strings.Join(u.PlatformRoles, ",")}}, m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	u.PasswordHash = ""
+	return u, nil
 }

@@ -3,6 +3,7 @@ package identity_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -104,5 +105,28 @@ func TestBan(t *testing.T) {
 	}
 	if err := f.svc.AdminRevokeAll(ctx, rs, owner.ID, meta); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestBootstrapAdmin(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ada := f.signUp(t, "ada@example.com")
+	if _, err := f.svc.BootstrapAdmin(ctx, "nobody@example.com", meta); !errors.Is(err, identity.ErrNotFound) {
+		t.Fatalf("bootstrapping an unknown email: %v", err)
+	}
+	if _, err := f.svc.BootstrapAdmin(ctx, "not an email", meta); err == nil {
+		t.Fatal("bootstrapping a malformed email")
+	}
+	u, err := f.svc.BootstrapAdmin(ctx, " ADA@example.com", meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.ID != ada.ID || !slices.Equal(u.PlatformRoles, []string{identity.PlatformAdmin, identity.PlatformSuperAdmin}) || u.PasswordHash != "" {
+		t.Fatalf("bootstrapped %+v", u)
+	}
+	evs, err := f.store.AuditEvents(ctx, identity.AuditFilter{Action: "admin.bootstrap", Limit: 10})
+	if err != nil || len(evs) != 1 || evs[0].TargetID != ada.ID || evs[0].ActorID != "" {
+		t.Fatalf("audit: %v %+v", err, evs)
 	}
 }

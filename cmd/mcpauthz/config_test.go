@@ -14,7 +14,11 @@ import (
 )
 
 func TestDefaultsValidate(t *testing.T) {
-	for name, cfg := range map[string]Config{"serve": Defaults(), "dev": devDefaults()} {
+	data := t.TempDir()
+	if err := prepareDevData(data); err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]Config{"serve": Defaults(), "dev": devDefaults(data)} {
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s defaults: %v", name, err)
 		}

@@ -105,7 +105,7 @@ func dial(t *testing.T, addr string) authv3.AuthorizationClient {
 
 func TestDevEndToEnd(t *testing.T) {
 	var stdout syncBuffer
-	s, stop := startSidecar(t, loopback(devDefaults()), &stdout)
+	s, stop := startSidecar(t, loopback(devConfig(t)), &stdout)
 	client := dial(t, s.grpc.Addr().String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -173,7 +173,7 @@ func TestGrpcurl(t *testing.T) {
 	if grpcurl == "" {
 		t.Skip("MCPAUTHZ_TEST_GRPCURL is not set")
 	}
-	s, _ := startSidecar(t, loopback(devDefaults()), io.Discard)
+	s, _ := startSidecar(t, loopback(devConfig(t)), io.Discard)
 	addr := s.grpc.Addr().String()
 	call := func(args ...string) string {
 		t.Helper()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -66,6 +67,23 @@ type IdentityConfig struct {
 	// TrustedProxies are the peers whose X-Forwarded-For the identity API
 	// believes.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// API tunes the HTTP API.
+	API APIConfig `yaml:"api"`
+}
+
+// APIConfig tunes the identity HTTP API; zero values take httpapi's
+// defaults.
+type APIConfig struct {
+	// CookieName is the session cookie's name (mcpauthz_session).
+	CookieName string `yaml:"cookie_name"`
+	// CookieDomain is the cookie's Domain; empty scopes it to the API's
+	// host.
+	CookieDomain string `yaml:"cookie_domain"`
+	// TrustedOrigins may make state-changing browser calls besides the
+	// API's own origin ("https://console.example.com").
+	TrustedOrigins []string `yaml:"trusted_origins"`
+	// MaxBodyBytes bounds a request body (64 KiB).
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
 }
 
 // PostgresConfig sizes the connection pool of a Postgres store.
@@ -194,6 +212,17 @@ func (c IdentityConfig) validate() error {
 	}
 	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
 		bad("identity.trusted_proxies: %v", err)
+	}
+	if c.API.CookieName != "" && (&http.Cookie{Name: c.API.CookieName, Value: "v"}).Valid() != nil {
+		bad("identity.api.cookie_name: %q is not a cookie name", c.API.CookieName)
+	}
+	for _, o := range c.API.TrustedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" {
+			bad("identity.api.trusted_origins: %q is not an origin (scheme://host[:port])", o)
+		}
+	}
+	if c.API.MaxBodyBytes < 0 || c.API.MaxBodyBytes > 16<<20 {
+		bad("identity.api.max_body_bytes: outside [0, 16MiB]")
 	}
 	return errors.Join(errs...)
 }

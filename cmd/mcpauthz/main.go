@@ -2,7 +2,8 @@
 // Envoy. Subcommands:
 //
 //	serve    run the ext_authz sidecar (gRPC for Envoy, HTTP forward-auth)
-//	dev      run the sidecar on loopback with the embedded policy, no setup
+//	identity run the identity service's HTTP API
+//	dev      run both on loopback with the embedded policy and store, no setup
 //	migrate  bring the identity store's schema up to date
 //	audit    verify or export the identity audit log
 //	version  print the version
@@ -38,7 +39,8 @@ const usage = `mcpauthz — authorization sidecar for MCP servers behind Envoy
 
 Usage:
   mcpauthz serve [flags]    run the sidecar (Envoy ext_authz gRPC + HTTP forward-auth)
-  mcpauthz dev [flags]      run it on loopback with the embedded policy, zero setup
+  mcpauthz identity [flags] run the identity service (users, orgs, sessions, API keys, tokens)
+  mcpauthz dev [flags]      run both on loopback with the embedded policy and store, zero setup
   mcpauthz migrate [flags]  bring the identity store's schema up to date
   mcpauthz audit verify     verify the identity audit log's hash chain
   mcpauthz audit export     export the identity audit log as JSON lines or CSV
@@ -56,9 +58,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	var err error
 	switch args[0] {
 	case "serve":
-		err = runServe(ctx, args[1:], environ, stdout, stderr, false)
+		err = runServe(ctx, args[1:], environ, stdout, stderr)
 	case "dev":
-		err = runServe(ctx, args[1:], environ, stdout, stderr, true)
+		err = runDev(ctx, args[1:], environ, stdout, stderr)
+	case "identity":
+		err = runIdentity(ctx, args[1:], environ, stdout, stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], environ, stdout, stderr)
 	case "audit":
@@ -88,14 +92,17 @@ var errUsage = errors.New("usage")
 // flags are the command-line overrides common to serve and dev, and the
 // identity store's (-store) for migrate and audit.
 type flags struct {
-	config, grpcAddr, httpAddr, bundle, decisionPath, logLevel, decisionLog, store string
+	config, grpcAddr, httpAddr, bundle, decisionPath, logLevel, decisionLog, store, identityAddr, data string
 }
 
 func parseFlags(name string, args []string, stderr io.Writer, dev bool) (*flags, *flag.FlagSet, error) {
 	f := &flags{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	if !dev {
+	if dev {
+		fs.StringVar(&f.data, "data", "", "`directory` of the dev identity store and its keys (default: in the user cache directory)")
+		fs.StringVar(&f.identityAddr, "identity-addr", "", "identity API listen `address` (identity.addr)")
+	} else {
 		fs.StringVar(&f.config, "config", "", "YAML configuration `file`")
 	}
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "", "ext_authz gRPC listen `address` (grpc.addr)")
@@ -141,6 +148,8 @@ func (f *flags) apply(cfg *Config, fs *flag.FlagSet) {
 			}
 		case "store":
 			cfg.Identity.Store = f.store
+		case "addr", "identity-addr":
+			cfg.Identity.Addr = f.identityAddr
 		}
 	})
 }
@@ -169,16 +178,12 @@ func loadConfig(base Config, f *flags, fs *flag.FlagSet, environ []string) (Conf
 	return cfg, nil
 }
 
-func runServe(ctx context.Context, args, environ []string, stdout, stderr io.Writer, dev bool) error {
-	name, base := "serve", Defaults()
-	if dev {
-		name, base = "dev", devDefaults()
-	}
-	f, fs, err := parseFlags(name, args, stderr, dev)
+func runServe(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	f, fs, err := parseFlags("serve", args, stderr, false)
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(base, f, fs, environ)
+	cfg, err := loadConfig(Defaults(), f, fs, environ)
 	if err != nil {
 		return err
 	}
@@ -187,9 +192,6 @@ func runServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	s, err := buildSidecar(ctx, cfg, stdout, log)
 	if err != nil {
 		return err
-	}
-	if dev {
-		printDevBanner(stdout, s)
 	}
 	log.Info("mcpauthz serving", "version", version, "grpc", s.grpc.Addr().String(),
 		"http", httpAddr(s), "policy", s.engine.Status().Source, "revision", s.engine.Status().Revision)

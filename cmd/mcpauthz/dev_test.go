@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// devRun is one `mcpauthz dev` run on loopback ports.
+type devRun struct {
+	stdout *syncBuffer
+	stop   func() int
+}
+
+func startDev(t *testing.T, data string) *devRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &devRun{stdout: &syncBuffer{}}
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"dev", "-data", data, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0",
+			"-identity-addr", "127.0.0.1:0", "-decision-log", "off"}, nil, r.stdout, io.Discard)
+	}()
+	r.stop = func() int { cancel(); return <-code }
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(r.stdout.String(), "Ctrl-C stops") {
+		select {
+		case c := <-code:
+			t.Fatalf("mcpauthz dev exited with %d: %s", c, r.stdout.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no banner: %s", r.stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r
+}
+
+// field is the first submatch of re in the banner.
+func (r *devRun) field(t *testing.T, re string) string {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(r.stdout.String())
+	if m == nil {
+		t.Fatalf("%s not in the banner:\n%s", re, r.stdout.String())
+	}
+	return m[1]
+}
+
+func post(t *testing.T, url string, header http.Header, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = header
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	json.NewDecoder(res.Body).Decode(&out)
+	return res.StatusCode, out
+}
+
+// TestDevBootstrap runs `mcpauthz dev` as the README says: the first run
+// creates an admin, an organization and an API key and prints them once;
+// they work against the identity API; a second run on the same data keeps
+// them and prints no secret.
+func TestDevBootstrap(t *testing.T) {
+	data := t.TempDir()
+	first := startDev(t, data)
+	api := "http://" + first.field(t, `Identity API\s+http://(\S+)`)
+	email := first.field(t, `Admin\s+(\S+)\s+password`)
+	password := first.field(t, `Admin\s+\S+\s+password (\S+)`)
+	key := first.field(t, `API key\s+(mcpk_\S+)`)
+
+	if code, body := post(t, api+"/v1/token", http.Header{"X-Api-Key": {key}}, ""); code != 200 || body["access_token"] == nil {
+		t.Fatalf("token exchange with the printed key: %d %v", code, body)
+	}
+	code, body := post(t, api+"/v1/sessions", http.Header{}, `{"email":"`+email+`","password":"`+password+`"}`)
+	if code != 201 {
+		t.Fatalf("login with the printed password: %d %v", code, body)
+	}
+	req, _ := http.NewRequest("GET", api+"/v1/admin/users", nil)
+	req.Header.Set("Authorization", "Bearer "+body["token"].(string))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("the dev admin lists users: %d", res.StatusCode)
+	}
+	if c := first.stop(); c != 0 {
+		t.Fatalf("dev exited with %d", c)
+	}
+
+	second := startDev(t, data)
+	defer second.stop()
+	out := second.stdout.String()
+	if !strings.Contains(out, "is set up") || strings.Contains(out, password) || strings.Contains(out, key) {
+		t.Fatalf("second run banner:\n%s", out)
+	}
+	api = "http://" + second.field(t, `Identity API\s+http://(\S+)`)
+	if code, body := post(t, api+"/v1/token", http.Header{"X-Api-Key": {key}}, ""); code != 200 {
+		t.Fatalf("the key from the first run after a restart: %d %v", code, body)
+	}
+}
+
+// devConfig is dev's configuration on a fresh data directory.
+func devConfig(t *testing.T) Config {
+	t.Helper()
+	data := t.TempDir()
+	if err := prepareDevData(data); err != nil {
+		t.Fatal(err)
+	}
+	return devDefaults(data)
+}
