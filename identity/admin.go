@@ -225,3 +225,33 @@ func (s *Service) BootstrapAdmin(ctx context.Context, email string, m Meta) (*Us
 	u.PasswordHash = ""
 	return u, nil
 }
+
+// SetOrgTier changes an organization's plan (platform admins, fresh
+// session). API keys keep the tier they were created with; a key's tier
+// is never above its organization's when it is created, and readers take
+// the lower of the two.
+func (s *Service) SetOrgTier(ctx context.Context, sess *Session, orgID string, tier Tier, m Meta) error {
+	admin, err := s.admin(ctx, sess, false)
+	if err != nil {
+		return err
+	}
+	if !tier.Valid() {
+		return invalid("tier", "not a tier", nil)
+	}
+	return s.store.Tx(ctx, func(tx Tx) error {
+		if err := tx.LockOrg(ctx, orgID); err != nil {
+			return err
+		}
+		o, err := tx.OrgByID(ctx, orgID)
+		if err != nil {
+			return err
+		}
+		from := o.Tier
+		o.Tier, o.UpdatedAt = tier, s.now()
+		if err := tx.UpdateOrg(ctx, o); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, AuditEvent{Action: "admin.org_tier", OrgID: orgID, ActorID: admin.ID, TargetType: "org", TargetID: orgID,
+			Details: map[string]any{"from": string(from), "to": string(tier)}}, m)
+	})
+}

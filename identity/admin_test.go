@@ -130,3 +130,64 @@ func TestBootstrapAdmin(t *testing.T) {
 		t.Fatalf("audit: %v %+v", err, evs)
 	}
 }
+
+func TestSetOrgTier(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ada := f.signUp(t, "ada@example.com")
+	root := f.signUp(t, "root@example.com")
+	if _, err := f.svc.BootstrapAdmin(ctx, root.Email, meta); err != nil {
+		t.Fatal(err)
+	}
+	org, err := f.svc.CreateOrg(ctx, ada.ID, "Ada's", "", meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(email string) *identity.Session {
+		l, err := f.svc.Login(ctx, email, goodPassword, meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Session
+	}
+	adaSess, rootSess := login("ada@example.com"), login("root@example.com")
+	for _, c := range []struct {
+		name string
+		sess *identity.Session
+		org  string
+		tier identity.Tier
+		want error
+	}{
+		{"fail/an owner cannot raise their own tier", adaSess, org.ID, identity.TierEnterprise, identity.ErrForbidden},
+		{"fail/not a tier", rootSess, org.ID, "platinum", &identity.InputError{}},
+		{"fail/no such org", rootSess, "nope", identity.TierPro, identity.ErrNotFound},
+		{"ok/admin", rootSess, org.ID, identity.TierPro, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := f.svc.SetOrgTier(ctx, c.sess, c.org, c.tier, meta)
+			var in *identity.InputError
+			switch want := c.want.(type) {
+			case nil:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case *identity.InputError:
+				if !errors.As(err, &in) {
+					t.Fatalf("got %v, want an input error", err)
+				}
+			default:
+				if !errors.Is(err, want) {
+					t.Fatalf("got %v, want %v", err, want)
+				}
+			}
+		})
+	}
+	o, err := f.svc.Org(ctx, ada.ID, org.ID)
+	if err != nil || o.Tier != identity.TierPro {
+		t.Fatalf("tier after: %v %+v", err, o)
+	}
+	f.clock.advance(16 * time.Minute)
+	if err := f.svc.SetOrgTier(ctx, rootSess, org.ID, identity.TierFree, meta); !errors.Is(err, identity.ErrFreshAuthRequired) {
+		t.Fatalf("a stale admin session: %v", err)
+	}
+}

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"net/http"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/identity"
 )
 
 type usersJSON struct {
@@ -80,6 +82,22 @@ func (h *Handler) setPlatformRoles(w http.ResponseWriter, r *http.Request, c *ca
 
 func (h *Handler) adminRevoke(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := h.svc.AdminRevokeAll(r.Context(), c.sess, r.PathValue("user"), h.meta(r)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type tierRequest struct {
+	Tier string `json:"tier"`
+}
+
+func (h *Handler) setOrgTier(w http.ResponseWriter, r *http.Request, c *caller) error {
+	var in tierRequest
+	if err := h.decode(w, r, &in, false); err != nil {
+		return err
+	}
+	if err := h.svc.SetOrgTier(r.Context(), c.sess, r.PathValue("org"), identity.Tier(in.Tier), h.meta(r)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -122,6 +122,19 @@ func TestAdmin(t *testing.T) {
 			}},
 		{name: "fail/list with a bad limit", req: request{method: "GET", path: "/v1/admin/users?limit=0", token: admin.token}, status: 400, code: "invalid_request"},
 		{name: "fail/revoke credentials as a user", req: request{method: "POST", path: users + bob.id + "/revoke-credentials", token: alice.token}, status: 403, code: "forbidden"},
+		{name: "fail/an owner sets their own tier", req: request{method: "PUT", path: "/v1/admin/orgs/" + orgA + "/tier", token: alice.token, body: map[string]string{"tier": "enterprise"}},
+			status: 403, code: "forbidden"},
+		{name: "fail/not a tier", req: request{method: "PUT", path: "/v1/admin/orgs/" + orgA + "/tier", token: admin.token, body: map[string]string{"tier": "gold"}},
+			status: 400, code: "invalid_request", check: wantField("tier")},
+		{name: "fail/tier of no org", req: request{method: "PUT", path: "/v1/admin/orgs/nope/tier", token: admin.token, body: map[string]string{"tier": "pro"}},
+			status: 404, code: "not_found"},
+		{name: "ok/tier", req: request{method: "PUT", path: "/v1/admin/orgs/" + orgA + "/tier", token: admin.token, body: map[string]string{"tier": "pro"}}, status: 204},
+		{name: "ok/the tier shows", req: request{method: "GET", path: "/v1/orgs/" + orgA, token: alice.token}, status: 200,
+			check: func(t *testing.T, res *response) {
+				if !strings.Contains(string(res.body), `"tier":"pro"`) {
+					t.Errorf("org: %s", res.body)
+				}
+			}},
 		{name: "fail/ban as a user", req: request{method: "PUT", path: users + bob.id + "/ban", token: alice.token, body: map[string]any{"reason": "spam"}}, status: 403, code: "forbidden"},
 		{name: "fail/ban oneself", req: request{method: "PUT", path: users + admin.id + "/ban", token: admin.token, body: map[string]any{"reason": "x"}},
 			status: 400, code: "invalid_request", check: wantField("user_id")},

@@ -65,6 +65,7 @@ var routes = []route{
 	{"DELETE", "/v1/admin/users/{user}/ban", session, (*Handler).unban},
 	{"PUT", "/v1/admin/users/{user}/platform-roles", session, (*Handler).setPlatformRoles},
 	{"POST", "/v1/admin/users/{user}/revoke-credentials", session, (*Handler).adminRevoke},
+	{"PUT", "/v1/admin/orgs/{org}/tier", session, (*Handler).setOrgTier},
 }
 
 // endpoint wraps a route: it authenticates the caller the route needs and
