@@ -294,6 +294,12 @@ func setField(f reflect.Value, s string) error {
 			return err
 		}
 		f.SetInt(n)
+	case reflect.Uint8, reflect.Uint32:
+		n, err := strconv.ParseUint(s, 10, f.Type().Bits())
+		if err != nil {
+			return err
+		}
+		f.SetUint(n)
 	default:
 		return fmt.Errorf("unsupported type %s", f.Type())
 	}

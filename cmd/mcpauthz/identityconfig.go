@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/identity/password"
 	"github.com/mcpauthz/mcpauthz/identity/postgres"
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
@@ -61,6 +62,7 @@ type IdentityConfig struct {
 
 	Tokens   TokensConfig   `yaml:"tokens"`
 	Sessions SessionsConfig `yaml:"sessions"`
+	Password PasswordConfig `yaml:"password"`
 	// Redis is a redis://, rediss:// or unix:// URL for the session cache
 	// and revocation events; empty means none.
 	Redis string `yaml:"redis"`
@@ -113,6 +115,21 @@ type SessionsConfig struct {
 	FreshAuth   Duration `yaml:"fresh_auth"` // admin actions need a password this recent
 }
 
+// PasswordConfig is the argon2id cost of new password hashes. Hashes made
+// with other parameters still verify and are re-made at the next login.
+type PasswordConfig struct {
+	Memory      ByteSize `yaml:"memory"` // a multiple of 1KiB: "19MiB"
+	Iterations  uint32   `yaml:"iterations"`
+	Parallelism uint8    `yaml:"parallelism"`
+}
+
+// params returns the argon2id parameters.
+func (p PasswordConfig) params() password.Params {
+	out := password.DefaultParams
+	out.Memory, out.Iterations, out.Parallelism = uint32(p.Memory/1024), p.Iterations, p.Parallelism
+	return out
+}
+
 // Identity defaults.
 const (
 	DefaultIdentityAddr  = ":9193"
@@ -137,6 +154,11 @@ func identityDefaults() IdentityConfig {
 			TTL:           Duration(5 * time.Minute),
 			Alg:           string(token.DefaultAlg),
 			SigningPeriod: Duration(token.DefaultSigningPeriod),
+		},
+		Password: PasswordConfig{
+			Memory:      ByteSize(password.DefaultParams.Memory) * 1024,
+			Iterations:  password.DefaultParams.Iterations,
+			Parallelism: password.DefaultParams.Parallelism,
 		},
 		Sessions: SessionsConfig{
 			Idle:        Duration(svc.SessionIdle),
@@ -189,6 +211,12 @@ func (c IdentityConfig) validate() error {
 	}
 	if t.SigningPeriod <= 2*t.TTL {
 		bad("identity.tokens.signing_period: %s must be longer than two token lifetimes", time.Duration(t.SigningPeriod))
+	}
+
+	if c.Password.Memory%1024 != 0 || c.Password.Memory > 1<<30 {
+		bad("identity.password.memory: must be a whole number of KiB, at most 1GiB")
+	} else if err := c.Password.params().Validate(); err != nil {
+		bad("identity.password: %v", err)
 	}
 
 	s := c.Sessions
@@ -324,6 +352,7 @@ func (c IdentityConfig) auditor() (*identity.Auditor, error) {
 // the configured session settings.
 func (c IdentityConfig) serviceConfig() identity.Config {
 	cfg := identity.DefaultConfig()
+	cfg.Password = c.Password.params()
 	cfg.SessionIdle = time.Duration(c.Sessions.Idle)
 	cfg.SessionMax = time.Duration(c.Sessions.Max)
 	cfg.MaxSessions = c.Sessions.MaxSessions

@@ -171,6 +171,17 @@ identity:
 					t.Fatal(err)
 				}
 			}},
+		{name: "ok/password cost", args: []string{"--config", write("pw.yaml", "identity:\n  password: {memory: 64MiB, iterations: 3, parallelism: 2}\n")},
+			env: []string{"MCPAUTHZ_IDENTITY_PASSWORD_ITERATIONS=4"},
+			check: func(t *testing.T, c Config) {
+				p := c.Identity.serviceConfig().Password
+				if p.Memory != 64*1024 || p.Iterations != 4 || p.Parallelism != 2 || p.SaltLen != 16 {
+					t.Fatalf("%+v", p)
+				}
+			}},
+		{name: "fail/password too cheap", args: []string{"--config", write("pw2.yaml", "identity:\n  password: {memory: 1MiB, iterations: 1}\n")},
+			wantErr: "identity.password"},
+		{name: "fail/password memory not in KiB", env: []string{"MCPAUTHZ_IDENTITY_PASSWORD_MEMORY=19000001"}, wantErr: "identity.password.memory"},
 		{name: "fail/unknown identity key", args: []string{"--config", write("typo.yaml", "identity:\n  stor: x.db\n")}, wantErr: "field stor not found"},
 		{name: "fail/unknown tokens key", args: []string{"--config", write("typo2.yaml", "identity:\n  tokens:\n    algorithm: ES256\n")}, wantErr: "field algorithm not found"},
 		{name: "fail/audit key in the file", args: []string{"--config", write("inline.yaml", "identity:\n  audit_key: "+auditB64+"\n")},
