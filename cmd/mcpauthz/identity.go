@@ -138,7 +138,7 @@ func (s *identityServer) Addr() string { return s.lis.Addr().String() }
 func (s *identityServer) Run(ctx context.Context) error {
 	defer s.close()
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.serve(ctx) })
+	g.Go(func() error { return serveHTTP(ctx, s.http, s.lis, "identity API", s.log) })
 	g.Go(func() error {
 		return every(ctx, rotateEvery, func() {
 			if err := s.tokens.Rotate(ctx); err != nil && ctx.Err() == nil {
@@ -159,26 +159,6 @@ func (s *identityServer) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.usage.Run(ctx) })
 	return g.Wait()
-}
-
-func (s *identityServer) serve(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(s.lis) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("identity API: %w", err)
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	if err := s.http.Shutdown(shutdown); err != nil {
-		s.log.Warn("identity API graceful shutdown", slog.Any("error", err))
-		s.http.Close()
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("identity API: %w", err)
-	}
-	return nil
 }
 
 // every runs fn each interval until ctx is done.

@@ -221,21 +221,27 @@ func (s *sidecar) Run(ctx context.Context) error {
 }
 
 func (s *sidecar) runHTTP(ctx context.Context) error {
+	return serveHTTP(ctx, s.http, s.httpLis, "forward-auth server", s.log)
+}
+
+// serveHTTP serves srv on lis until ctx is done, then shuts it down
+// gracefully within shutdownTimeout, closing it if that runs out.
+func serveHTTP(ctx context.Context, srv *http.Server, lis net.Listener, name string, log *slog.Logger) error {
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(s.httpLis) }()
+	go func() { errc <- srv.Serve(lis) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("forward-auth server: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	case <-ctx.Done():
 	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if err := s.http.Shutdown(shutdown); err != nil {
-		s.log.Warn("forward-auth graceful shutdown", slog.Any("error", err))
-		s.http.Close()
+	if err := srv.Shutdown(shutdown); err != nil {
+		log.Warn(name+" graceful shutdown", slog.Any("error", err))
+		srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("forward-auth server: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
