@@ -25,9 +25,18 @@ type TokenConfig struct {
 	TTL           time.Duration // default 5 minutes
 	Alg           token.Alg     // default ES256
 	SigningPeriod time.Duration // how long one key signs; default 30 days
+	// PublishAhead is how long a new key is published before it signs,
+	// so every replica has loaded it, and every verifier can fetch it,
+	// before a token it signed arrives (default 10 minutes). Rotate must
+	// run more often than this.
+	PublishAhead time.Duration
 	// KEK encrypts signing keys at rest (32 bytes).
 	KEK []byte
 }
+
+// DefaultPublishAhead is how long a new signing key is published before
+// it signs, unless told.
+const DefaultPublishAhead = 10 * time.Minute
 
 func (c TokenConfig) withDefaults() TokenConfig {
 	if c.TTL == 0 {
@@ -38,6 +47,9 @@ func (c TokenConfig) withDefaults() TokenConfig {
 	}
 	if c.SigningPeriod == 0 {
 		c.SigningPeriod = token.DefaultSigningPeriod
+	}
+	if c.PublishAhead == 0 {
+		c.PublishAhead = DefaultPublishAhead
 	}
 	return c
 }
@@ -50,8 +62,10 @@ func (c TokenConfig) validate() error {
 		return fmt.Errorf("tokens: the key-encryption key must be %d bytes", token.KEKSize)
 	case c.TTL <= 0 || c.TTL > time.Hour:
 		return errors.New("tokens: lifetime must be between 0 and 1 hour")
-	case c.SigningPeriod <= 2*c.TTL:
-		return errors.New("tokens: the signing period must be longer than two token lifetimes")
+	case c.SigningPeriod <= 2*c.TTL+c.PublishAhead:
+		return errors.New("tokens: the signing period must be longer than two token lifetimes and the publishing lead")
+	case c.PublishAhead < 0:
+		return errors.New("tokens: the publishing lead must not be negative")
 	}
 	return nil
 }
@@ -109,7 +123,7 @@ func (t *Tokens) Rotate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		next, err = ks.Rotate(now, t.svc.random, t.cfg.Alg, t.cfg.SigningPeriod, t.cfg.TTL)
+		next, err = ks.Rotate(now, t.svc.random, t.cfg.Alg, t.cfg.SigningPeriod, t.cfg.TTL, t.cfg.PublishAhead)
 		if err != nil {
 			return err
 		}

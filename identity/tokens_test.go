@@ -143,39 +143,56 @@ func TestSigningKeyRotation(t *testing.T) {
 		t.Fatal("replicas sign with different keys")
 	}
 
-	// Near the end of the signing period a new key takes over; the old one
-	// stays published while its tokens can be alive.
-	f.clock.advance(24*time.Hour - 2*time.Minute)
+	// A quarter of an hour before the signing period ends (a token
+	// lifetime and the publishing lead), a successor is published; it
+	// signs ten minutes later, once every replica has loaded it.
+	f.clock.advance(24*time.Hour - 15*time.Minute)
 	if err := tk.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if tk.KeySet().Len() != 2 {
 		t.Fatalf("%d keys after rotation", tk.KeySet().Len())
 	}
-	f.clock.advance(time.Minute)
 	second, _ := tk.ForSession(ctx, l.Session, org.ID)
-	if h1, h2 := kid(t, first.Token), kid(t, second.Token); h1 == h2 {
-		t.Fatal("the new key does not sign")
+	if kid(t, second.Token) != kid(t, first.Token) {
+		t.Fatal("the successor signs before every replica can know it")
 	}
-	jwks, _ := tk.JWKS()
+	if err := replica.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := replica.JWKS()
 	if strings.Count(string(jwks), `"kid"`) != 2 {
-		t.Fatalf("JWKS %s", jwks)
+		t.Fatalf("the replica does not publish the successor: %s", jwks)
 	}
-	f.clock.advance(10 * time.Minute)
+	f.clock.advance(identity.DefaultPublishAhead - time.Minute)
+	last, _ := tk.ForSession(ctx, l.Session, org.ID) // the old key's last
+	f.clock.advance(time.Minute)
+	third, _ := tk.ForSession(ctx, l.Session, org.ID)
+	if kid(t, third.Token) == kid(t, first.Token) {
+		t.Fatal("the successor does not sign after the lead")
+	}
+	if _, err := verify(t, replica, f, third.Token); err != nil {
+		t.Fatalf("the replica cannot verify the successor's token: %v", err)
+	}
+	if _, err := verify(t, tk, f, last.Token); err != nil || kid(t, last.Token) != kid(t, first.Token) {
+		t.Fatalf("a token of the old key, still alive: %v", err)
+	}
+	// The old key is dropped once its last tokens have expired.
+	f.clock.advance(11 * time.Minute)
 	if err := tk.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if tk.KeySet().Len() != 1 {
 		t.Fatalf("the old key was not dropped: %d keys", tk.KeySet().Len())
 	}
-	third, err := tk.ForSession(ctx, l.Session, org.ID)
+	fourth, err := tk.ForSession(ctx, l.Session, org.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verify(t, tk, f, third.Token); err != nil {
+	if _, err := verify(t, tk, f, fourth.Token); err != nil {
 		t.Fatalf("a token of the remaining key: %v", err)
 	}
-	if kid(t, third.Token) != kid(t, second.Token) {
+	if kid(t, fourth.Token) != kid(t, third.Token) {
 		t.Fatal("the remaining key is not the new one")
 	}
 

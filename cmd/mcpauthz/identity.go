@@ -23,7 +23,10 @@ import (
 
 // Background work of the identity service.
 const (
-	rotateEvery   = time.Hour        // signing-key rotation check
+	// Signing keys are checked every minute: a successor is published
+	// identity.tokens.publish_ahead before it signs, and every replica
+	// must load it within that time. The check is one locked read.
+	rotateEvery   = time.Minute
 	cleanupEvery  = 10 * time.Minute // expired-session sweep
 	cleanupBatch  = 1000
 	keyUsageEvery = 30 * time.Second // last_used_at flush

@@ -105,6 +105,9 @@ type TokensConfig struct {
 	TTL           Duration `yaml:"ttl"`
 	Alg           string   `yaml:"alg"`
 	SigningPeriod Duration `yaml:"signing_period"`
+	// PublishAhead is how long a new signing key is published before it
+	// signs, so every replica and verifier has it first.
+	PublishAhead Duration `yaml:"publish_ahead"`
 }
 
 // SessionsConfig is the session rules of identity.Config.
@@ -154,6 +157,7 @@ func identityDefaults() IdentityConfig {
 			TTL:           Duration(5 * time.Minute),
 			Alg:           string(token.DefaultAlg),
 			SigningPeriod: Duration(token.DefaultSigningPeriod),
+			PublishAhead:  Duration(identity.DefaultPublishAhead),
 		},
 		Password: PasswordConfig{
 			Memory:      ByteSize(password.DefaultParams.Memory) * 1024,
@@ -209,8 +213,11 @@ func (c IdentityConfig) validate() error {
 	if !slices.Contains(tokenAlgs, token.Alg(t.Alg)) {
 		bad("identity.tokens.alg: %q is not one of %v", t.Alg, tokenAlgs)
 	}
-	if t.SigningPeriod <= 2*t.TTL {
-		bad("identity.tokens.signing_period: %s must be longer than two token lifetimes", time.Duration(t.SigningPeriod))
+	if t.PublishAhead < Duration(2*rotateEvery) {
+		bad("identity.tokens.publish_ahead: must be at least %s, two key checks", 2*rotateEvery)
+	}
+	if t.SigningPeriod <= 2*t.TTL+t.PublishAhead {
+		bad("identity.tokens.signing_period: %s must be longer than two token lifetimes and publish_ahead", time.Duration(t.SigningPeriod))
 	}
 
 	if c.Password.Memory%1024 != 0 || c.Password.Memory > 1<<30 {
@@ -383,6 +390,7 @@ func (c IdentityConfig) tokenConfig() (identity.TokenConfig, error) {
 		TTL:           time.Duration(c.Tokens.TTL),
 		Alg:           token.Alg(c.Tokens.Alg),
 		SigningPeriod: time.Duration(c.Tokens.SigningPeriod),
+		PublishAhead:  time.Duration(c.Tokens.PublishAhead),
 		KEK:           kek,
 	}, nil
 }

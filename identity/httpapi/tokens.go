@@ -81,8 +81,9 @@ func (h *Handler) jwks(w http.ResponseWriter, _ *http.Request, _ *caller) error 
 		return err
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
-	// A new key signs at once and verifiers refetch on its unknown kid;
-	// a retired key stays published until the tokens it signed expire.
+	// A new key is published minutes before it signs, so a cached copy
+	// is refreshed in time; a retired key stays published until the
+	// tokens it signed expire.
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, err = w.Write(doc)
 	return err

@@ -100,27 +100,30 @@ func (ks KeySet) Signer(now time.Time) (*SigningKey, error) {
 }
 
 // Rotate returns the set as it should be at now. Call it on a timer well
-// shorter than overlap (and at start-up), then store and publish the result.
+// shorter than overlap and lead (and at start-up), then store and publish
+// the result.
 //
 //   - Keys are dropped once now > NotAfter + overlap.
-//   - A fresh alg key signing from now until now + signingPeriod is added
-//     when no key signs at now, when the current signer's NotAfter is
-//     within overlap of now (now >= NotAfter - overlap), or when the current
-//     signer uses another algorithm (how an algorithm change takes effect).
-//   - A new key signs at once: it is the newest. Verifiers that cached the
-//     JWKS without it refetch on the unknown kid. The previous key stops
-//     signing then, at the latest at its NotAfter, and stays published
-//     until its NotAfter + overlap, so with overlap at least the longest
-//     token lifetime every token it signed verifies until it expires.
+//   - When the current signer's NotAfter is within overlap + lead of now,
+//     a successor is added that is published at once and signs from
+//     now + lead (not after the current signer's NotAfter), until
+//     signingPeriod later. lead is the time every replica and verifier has
+//     to learn the new key before a token signed by it reaches them.
+//   - When no key signs at now, or the signer uses another algorithm (how
+//     an algorithm change takes effect), a new key signs at once.
+//   - The newest key whose window holds now signs. The previous key stops
+//     signing when its successor starts and stays published until its
+//     NotAfter + overlap, so with overlap at least the longest token
+//     lifetime every token it signed verifies until it expires.
 //
-// overlap must be at least zero and shorter than signingPeriod, or a new key
-// would be due the moment it is made.
-func (ks KeySet) Rotate(now time.Time, random io.Reader, alg Alg, signingPeriod, overlap time.Duration) (KeySet, error) {
+// overlap and lead must be at least zero, and together shorter than
+// signingPeriod, or a new key would be due the moment it is made.
+func (ks KeySet) Rotate(now time.Time, random io.Reader, alg Alg, signingPeriod, overlap, lead time.Duration) (KeySet, error) {
 	if _, err := alg.method(); err != nil {
 		return KeySet{}, err
 	}
-	if signingPeriod <= 0 || overlap < 0 || overlap >= signingPeriod {
-		return KeySet{}, fmt.Errorf("%w: signing period %v, overlap %v", ErrRotationPeriod, signingPeriod, overlap)
+	if signingPeriod <= 0 || overlap < 0 || lead < 0 || overlap+lead >= signingPeriod {
+		return KeySet{}, fmt.Errorf("%w: signing period %v, overlap %v, lead %v", ErrRotationPeriod, signingPeriod, overlap, lead)
 	}
 	next := KeySet{keys: make([]SigningKey, 0, len(ks.keys)+1)}
 	for _, k := range ks.keys {
@@ -128,18 +131,34 @@ func (ks KeySet) Rotate(now time.Time, random io.Reader, alg Alg, signingPeriod,
 			next.keys = append(next.keys, k)
 		}
 	}
-	if cur, err := next.Signer(now); err == nil && cur.Alg == alg && now.Before(cur.NotAfter.Add(-overlap)) {
-		return next, nil
+	start := now
+	if cur, err := next.Signer(now); err == nil && cur.Alg == alg {
+		if now.Before(cur.NotAfter.Add(-overlap-lead)) || next.pending(now, alg) {
+			return next, nil
+		}
+		if start = now.Add(lead); start.After(cur.NotAfter) {
+			start = cur.NotAfter
+		}
 	}
-	k, err := GenerateKey(alg, random, now)
+	k, err := GenerateKey(alg, random, start)
 	if err != nil {
 		return KeySet{}, err
 	}
-	k.NotAfter = now.Add(signingPeriod)
+	k.NotAfter = start.Add(signingPeriod)
 	if next.lookup(k.ID) != nil {
 		return KeySet{}, ErrDuplicateKID
 	}
 	next.keys = append(next.keys, *k)
 	next.sort()
 	return next, nil
+}
+
+// pending reports whether a key of alg is published and not yet signing.
+func (ks KeySet) pending(now time.Time, alg Alg) bool {
+	for _, k := range ks.keys {
+		if k.Alg == alg && k.CreatedAt.After(now) {
+			return true
+		}
+	}
+	return false
 }

@@ -25,7 +25,7 @@ func TestRotationTimeline(t *testing.T) {
 	var ks KeySet
 	rotate := func(now time.Time) {
 		t.Helper()
-		next, err := ks.Rotate(now, rand.Reader, ES256, period, overlap)
+		next, err := ks.Rotate(now, rand.Reader, ES256, period, overlap, 0)
 		if err != nil {
 			t.Fatalf("Rotate at %v: %v", now.Sub(t0), err)
 		}
@@ -125,7 +125,7 @@ func TestRotationTimeline(t *testing.T) {
 
 func TestRotateRecovers(t *testing.T) {
 	const period, overlap = 30 * day, 2 * day
-	ks, err := KeySet{}.Rotate(t0, rand.Reader, ES256, period, overlap)
+	ks, err := KeySet{}.Rotate(t0, rand.Reader, ES256, period, overlap, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestRotateRecovers(t *testing.T) {
 			if _, err := ks.Signer(k1.NotAfter); !errors.Is(err, ErrNoSigner) {
 				t.Fatalf("Signer at NotAfter: %v, want ErrNoSigner", err)
 			}
-			next, err := ks.Rotate(tt.now, rand.Reader, tt.alg, period, overlap)
+			next, err := ks.Rotate(tt.now, rand.Reader, tt.alg, period, overlap, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -168,29 +168,82 @@ func TestRotateRecovers(t *testing.T) {
 	}
 }
 
+// TestRotationPublishesAhead: with a lead, the successor is published
+// that long before it signs, and signing passes to it without a gap.
+func TestRotationPublishesAhead(t *testing.T) {
+	const period, overlap, lead = 30 * day, 5 * time.Minute, 10 * time.Minute
+	ks, err := KeySet{}.Rotate(t0, rand.Reader, ES256, period, overlap, lead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, err := ks.Signer(t0)
+	if err != nil || !k1.CreatedAt.Equal(t0) {
+		t.Fatalf("the first key signs at once: %v %v", err, k1)
+	}
+	// ok/nothing is due before NotAfter - overlap - lead.
+	due := k1.NotAfter.Add(-overlap - lead)
+	if next, _ := ks.Rotate(due.Add(-time.Second), rand.Reader, ES256, period, overlap, lead); next.Len() != 1 {
+		t.Fatalf("a successor before it is due: %d keys", next.Len())
+	}
+	// ok/a rotation a minute late publishes the successor, which signs a
+	// lead later, before k1 stops.
+	at := due.Add(time.Minute)
+	ks, err = ks.Rotate(at, rand.Reader, ES256, period, overlap, lead)
+	if err != nil || ks.Len() != 2 {
+		t.Fatalf("rotation: %v, %d keys", err, ks.Len())
+	}
+	k2 := ks.Keys()[1]
+	if !k2.CreatedAt.Equal(at.Add(lead)) || !k2.NotAfter.Equal(at.Add(lead+period)) || !k2.CreatedAt.Before(k1.NotAfter) {
+		t.Fatalf("successor window %v..%v, k1 ends %v", k2.CreatedAt, k2.NotAfter, k1.NotAfter)
+	}
+	for _, c := range []struct {
+		at   time.Time
+		want string
+	}{{at, k1.ID}, {k2.CreatedAt.Add(-time.Nanosecond), k1.ID}, {k2.CreatedAt, k2.ID}, {k1.NotAfter, k2.ID}} {
+		if s, err := ks.Signer(c.at); err != nil || s.ID != c.want {
+			t.Errorf("signer at %v: %v %v, want %s", c.at.Sub(at), s, err, c.want)
+		}
+	}
+	// ok/another rotation while the successor is pending adds nothing.
+	if again, _ := ks.Rotate(at.Add(5*time.Minute), rand.Reader, ES256, period, overlap, lead); again.Len() != 2 {
+		t.Fatalf("a second successor: %d keys", again.Len())
+	}
+	// ok/a rotation so late that now + lead passes k1's end starts the
+	// successor at k1's end: no gap.
+	late, err := KeySet{keys: ks.keys[:1]}.Rotate(k1.NotAfter.Add(-time.Minute), rand.Reader, ES256, period, overlap, lead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := late.Keys()[1]; !s.CreatedAt.Equal(k1.NotAfter) {
+		t.Fatalf("late successor starts %v, k1 ends %v", s.CreatedAt, k1.NotAfter)
+	}
+}
+
 func TestRotateFails(t *testing.T) {
 	tests := []struct {
 		name            string
 		alg             Alg
-		period, overlap time.Duration
-		wantErr         error
+		period, overlap, lead time.Duration
+		wantErr               error
 	}{
-		{"fail/unsupported alg", "HS256", 30 * day, day, ErrUnsupportedAlg},
-		{"fail/zero period", ES256, 0, 0, ErrRotationPeriod},
-		{"fail/negative overlap", ES256, 30 * day, -time.Second, ErrRotationPeriod},
-		{"fail/overlap equals period", ES256, day, day, ErrRotationPeriod},
-		{"fail/overlap exceeds period", ES256, day, 2 * day, ErrRotationPeriod},
+		{"fail/unsupported alg", "HS256", 30 * day, day, 0, ErrUnsupportedAlg},
+		{"fail/zero period", ES256, 0, 0, 0, ErrRotationPeriod},
+		{"fail/negative overlap", ES256, 30 * day, -time.Second, 0, ErrRotationPeriod},
+		{"fail/negative lead", ES256, 30 * day, day, -time.Second, ErrRotationPeriod},
+		{"fail/overlap equals period", ES256, day, day, 0, ErrRotationPeriod},
+		{"fail/overlap exceeds period", ES256, day, 2 * day, 0, ErrRotationPeriod},
+		{"fail/overlap and lead fill the period", ES256, day, 12 * time.Hour, 12 * time.Hour, ErrRotationPeriod},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := (KeySet{}).Rotate(t0, rand.Reader, tt.alg, tt.period, tt.overlap); !errors.Is(err, tt.wantErr) {
+			if _, err := (KeySet{}).Rotate(t0, rand.Reader, tt.alg, tt.period, tt.overlap, tt.lead); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Rotate err = %v, want %v", err, tt.wantErr)
 			}
 		})
 	}
 	t.Run("fail/random exhausted", func(t *testing.T) {
 		// Ed25519 is the algorithm whose generation reads random.
-		if _, err := (KeySet{}).Rotate(t0, &limitedReader{}, EdDSA, day, time.Hour); err == nil {
+		if _, err := (KeySet{}).Rotate(t0, &limitedReader{}, EdDSA, day, time.Hour, 0); err == nil {
 			t.Fatal("Rotate succeeded without randomness")
 		}
 	})
