@@ -6,44 +6,67 @@ import (
 	"time"
 )
 
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // TestLimiterMemoryIsBounded: a flood of addresses never grows the table
-// past its bound, and never resets a limited address's bucket.
+// past its bound and never shuts a newcomer out.
 func TestLimiterMemoryIsBounded(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newLimiter(Rate{Every: time.Minute, Burst: 1}, 4)
-	victim := netip.MustParseAddr("192.0.2.1")
-	if ok, _ := l.allow(victim, now); !ok {
-		t.Fatal("first attempt refused")
+	l := newLimiter(Rate{Every: time.Minute, Burst: 1}, 64)
+	for i := range 10000 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if ok, _ := l.allow(a, t0); !ok && i%256 < aggregate {
+			t.Fatalf("newcomer %v refused while the table is full", a)
+		}
 	}
-	for i := range 100 {
-		l.allow(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), now.Add(time.Duration(i)*10*time.Millisecond))
+	if n := l.buckets.Len(); n > 64 {
+		t.Fatalf("%d buckets remembered, bound 64", n)
 	}
-	if n := len(l.byKey); n > 4 {
-		t.Fatalf("%d addresses remembered, bound 4", n)
-	}
-	if ok, _ := l.allow(victim, now.Add(2*time.Second)); ok {
-		t.Fatal("the flood reset a limited address")
-	}
-	// Once buckets have refilled, the sweep makes room for newcomers.
-	later := now.Add(2 * time.Minute)
-	if ok, _ := l.allow(netip.MustParseAddr("203.0.113.1"), later); !ok {
-		t.Fatal("a newcomer is refused after every bucket refilled")
+	if ok, _ := l.allow(netip.MustParseAddr("192.0.2.1"), t0); !ok {
+		t.Fatal("a newcomer after the flood is refused")
 	}
 }
 
-func TestClientKey(t *testing.T) {
+// TestLimiterBlocks: rotating through addresses of one block buys the
+// block's budget, no more; another block is not affected.
+func TestLimiterBlocks(t *testing.T) {
 	for _, c := range []struct {
-		name, a, b string
-		same       bool
+		name   string
+		addr   func(i int) netip.Addr
+		admits int
 	}{
-		{"ok/one IPv6 /64 is one client", "2001:db8:1:2::1", "2001:db8:1:2:ffff::9", true},
-		{"ok/IPv6 /64s apart are two", "2001:db8:1:2::1", "2001:db8:1:3::1", false},
-		{"ok/IPv4 addresses are each their own", "192.0.2.1", "192.0.2.2", false},
+		{"ok/one address gets the burst", func(int) netip.Addr { return netip.MustParseAddr("192.0.2.1") }, 2},
+		{"ok/one IPv6 /64 is one client", func(i int) netip.Addr {
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 15: byte(i)})
+		}, 2},
+		{"fail/rotating addresses in a /24 gets the block's budget", func(i int) netip.Addr {
+			return netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		}, 2 * aggregate},
+		{"fail/rotating /64s in a /48 gets the block's budget", func(i int) netip.Addr {
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, byte(i), 15: 1})
+		}, 2 * aggregate},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ka, kb := clientKey(netip.MustParseAddr(c.a)), clientKey(netip.MustParseAddr(c.b))
-			if (ka == kb) != c.same {
-				t.Errorf("key(%s)=%v key(%s)=%v", c.a, ka, c.b, kb)
+			l := newLimiter(Rate{Every: time.Minute, Burst: 2}, 1024)
+			admitted := 0
+			for i := range 200 {
+				if ok, _ := l.allow(c.addr(i), t0); ok {
+					admitted++
+				}
+			}
+			if admitted != c.admits {
+				t.Fatalf("%d admitted, want %d", admitted, c.admits)
+			}
+			if ok, _ := l.allow(netip.MustParseAddr("203.0.113.9"), t0); !ok {
+				t.Fatal("another block is refused")
+			}
+			// A refusal took nothing: after one interval of the block's
+			// rate exactly one more is admitted.
+			ok, wait := l.allow(c.addr(0), t0)
+			if ok || wait <= 0 {
+				t.Fatalf("over the budget: ok=%v wait=%v", ok, wait)
+			}
+			if ok, _ := l.allow(c.addr(0), t0.Add(wait)); !ok {
+				t.Fatalf("refused after waiting the %v it was told", wait)
 			}
 		})
 	}

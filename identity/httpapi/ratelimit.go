@@ -5,75 +5,81 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/time/rate"
 )
 
-// limiter limits attempts per client address. IPv6 clients are limited
-// per /64, the block one subscriber usually holds, so rotating through
-// one's own addresses buys nothing. It remembers at most max addresses;
-// when full it first forgets those whose bucket has refilled, and if none
-// has, refuses newcomers until one does: a flood of addresses cannot grow
-// memory or reset anyone's limit.
+// aggregate is how much more a network block may make than one client:
+// an IPv4 /24 or an IPv6 /48 gets aggregate× the burst and the rate of one
+// address (IPv6: one /64, the block a subscriber usually holds).
+const aggregate = 8
+
+// limiter limits attempts per client and per the network block around it,
+// so neither rotating through one's own IPv6 /64s nor through a /24 buys
+// more than the block's budget. It remembers at most max buckets and
+// forgets the least recently used: a flood of addresses cannot grow memory
+// or shut newcomers out, and a forgotten bucket starts full, which only
+// gives back what refilling would have.
 type limiter struct {
-	rate  Rate
-	max   int
-	mu    sync.Mutex
-	byKey map[netip.Prefix]*rate.Limiter
-	swept time.Time // last sweep: at most one a second
+	one, block *Rate
+	mu         sync.Mutex
+	buckets    *simplelru.LRU[netip.Prefix, *rate.Limiter]
 }
 
 func newLimiter(r Rate, max int) *limiter {
-	return &limiter{rate: r, max: max, byKey: make(map[netip.Prefix]*rate.Limiter)}
+	buckets, err := simplelru.NewLRU[netip.Prefix, *rate.Limiter](max, nil)
+	if err != nil {
+		panic(err) // max is validated positive by withDefaults
+	}
+	block := Rate{Every: r.Every / aggregate, Burst: r.Burst * aggregate}
+	return &limiter{one: &r, block: &block, buckets: buckets}
 }
 
-// allow takes one attempt for addr at now, or says how long to wait.
+// allow takes one attempt for addr at now from its client's bucket and its
+// block's, or takes none and says how long to wait.
 func (l *limiter) allow(addr netip.Addr, now time.Time) (bool, time.Duration) {
-	key := clientKey(addr)
+	client, block := clientKeys(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim := l.byKey[key]
-	if lim == nil {
-		if len(l.byKey) >= l.max && !l.sweep(now) {
-			return false, l.rate.Every
+	r1 := l.bucket(client, l.one).ReserveN(now, 1)
+	wait := r1.DelayFrom(now)
+	if block != client {
+		r2 := l.bucket(block, l.block).ReserveN(now, 1)
+		if d := r2.DelayFrom(now); d > wait {
+			wait = d
 		}
-		lim = rate.NewLimiter(rate.Every(l.rate.Every), l.rate.Burst)
-		l.byKey[key] = lim
+		if wait > 0 {
+			r2.CancelAt(now)
+		}
 	}
-	r := lim.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
+	if wait > 0 {
+		r1.CancelAt(now)
+		return false, wait
 	}
 	return true, 0
 }
 
-// sweep forgets the addresses whose bucket is full again, and reports
-// whether it freed any. It scans at most once a second, so newcomers
-// arriving while the table is full cannot make every call a full scan.
-func (l *limiter) sweep(now time.Time) bool {
-	if now.Sub(l.swept) < time.Second {
-		return false
+func (l *limiter) bucket(key netip.Prefix, r *Rate) *rate.Limiter {
+	if lim, ok := l.buckets.Get(key); ok {
+		return lim
 	}
-	l.swept = now
-	freed := false
-	for k, lim := range l.byKey {
-		if lim.TokensAt(now) >= float64(l.rate.Burst) {
-			delete(l.byKey, k)
-			freed = true
-		}
-	}
-	return freed
+	lim := rate.NewLimiter(rate.Every(r.Every), r.Burst)
+	l.buckets.Add(key, lim)
+	return lim
 }
 
-// clientKey is the address itself for IPv4 and its /64 for IPv6; calls
-// without an address share one bucket.
-func clientKey(a netip.Addr) netip.Prefix {
+// clientKeys are the client's prefix (the address for IPv4, its /64 for
+// IPv6) and its block's (/24, /48). Calls without an address share one
+// bucket, returned as both.
+func clientKeys(a netip.Addr) (client, block netip.Prefix) {
 	switch {
 	case !a.IsValid():
-		return netip.Prefix{}
+		return netip.Prefix{}, netip.Prefix{}
 	case a.Is4():
-		return netip.PrefixFrom(a, 32)
+		b, _ := a.Prefix(24)
+		return netip.PrefixFrom(a, 32), b
 	}
-	p, _ := a.Prefix(64)
-	return p
+	c, _ := a.Prefix(64)
+	b, _ := a.Prefix(48)
+	return c, b
 }
