@@ -221,8 +221,8 @@ func TestRotationPublishesAhead(t *testing.T) {
 
 func TestRotateFails(t *testing.T) {
 	tests := []struct {
-		name            string
-		alg             Alg
+		name                  string
+		alg                   Alg
 		period, overlap, lead time.Duration
 		wantErr               error
 	}{
