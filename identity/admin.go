@@ -37,6 +37,12 @@ func isPlatformAdmin(u *User, super bool) bool {
 	return slices.Contains(u.PlatformRoles, PlatformSuperAdmin) || (!super && slices.Contains(u.PlatformRoles, PlatformAdmin))
 }
 
+// outranks reports whether u is a super-admin and admin is not: a plain
+// admin may not ban, unban or revoke the credentials of a super-admin.
+func outranks(u, admin *User) bool {
+	return isPlatformAdmin(u, true) && !isPlatformAdmin(admin, true)
+}
+
 // AdminUsers lists users whose email contains query, after the cursor id.
 func (s *Service) AdminUsers(ctx context.Context, sess *Session, query, after string, limit int) ([]User, error) {
 	if _, err := s.admin(ctx, sess, false); err != nil {
@@ -75,7 +81,7 @@ func (s *Service) Ban(ctx context.Context, sess *Session, userID, reason string,
 		if err != nil {
 			return err
 		}
-		if isPlatformAdmin(u, true) && !isPlatformAdmin(admin, true) {
+		if outranks(u, admin) {
 			return ErrForbidden
 		}
 		now := s.now()
@@ -111,6 +117,9 @@ func (s *Service) Unban(ctx context.Context, sess *Session, userID string, m Met
 		u, err := tx.UserForUpdate(ctx, userID)
 		if err != nil {
 			return err
+		}
+		if outranks(u, admin) {
+			return ErrForbidden
 		}
 		u.Status, u.BanReason, u.BannedUntil, u.UpdatedAt = UserActive, "", time.Time{}, s.now()
 		if err := tx.UpdateUser(ctx, u); err != nil {
@@ -158,8 +167,12 @@ func (s *Service) AdminRevokeAll(ctx context.Context, sess *Session, userID stri
 	}
 	var sessions, keys []Revoked
 	err = s.store.Tx(ctx, func(tx Tx) error {
-		if _, err := tx.UserByID(ctx, userID); err != nil {
+		u, err := tx.UserByID(ctx, userID)
+		if err != nil {
 			return err
+		}
+		if outranks(u, admin) {
+			return ErrForbidden
 		}
 		if sessions, keys, err = revokeCredentials(ctx, tx, userID, s.now()); err != nil {
 			return err

@@ -27,6 +27,13 @@ func role(ctx context.Context, tx Tx, orgID, userID string) (Role, error) {
 	return m.Role, nil
 }
 
+// mayGrant reports whether a member with role mine may give someone role
+// r, by a role change or an invitation alike: owners any role, admins
+// member and viewer only.
+func mayGrant(mine, r Role) bool {
+	return mine == RoleOwner || rank(r) < rank(RoleAdmin)
+}
+
 // atLeast checks the actor's role.
 func atLeast(ctx context.Context, tx Tx, orgID, userID string, min Role) (Role, error) {
 	r, err := role(ctx, tx, orgID, userID)
@@ -157,7 +164,7 @@ func (s *Service) SetRole(ctx context.Context, actorID, orgID, userID string, r 
 		if err != nil {
 			return err
 		}
-		if mine != RoleOwner && (rank(target.Role) >= rank(RoleAdmin) || rank(r) >= rank(RoleAdmin)) {
+		if !mayGrant(mine, r) || (mine != RoleOwner && rank(target.Role) >= rank(RoleAdmin)) {
 			return ErrForbidden
 		}
 		if target.Role == RoleOwner && r != RoleOwner {
@@ -273,7 +280,7 @@ func (s *Service) Invite(ctx context.Context, actorID, orgID, email string, r Ro
 		if err != nil {
 			return err
 		}
-		if rank(r) > rank(mine) {
+		if !mayGrant(mine, r) {
 			return ErrForbidden
 		}
 		if err := tx.CreateInvitation(ctx, inv); err != nil {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/mcpauthz/mcpauthz/identity"
@@ -103,6 +104,12 @@ func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, _ *calle
 		return err
 	}
 	l, err := h.svc.Login(r.Context(), in.Email, in.Password, h.meta(r))
+	var locked *identity.LockedError
+	if errors.As(err, &locked) {
+		// Only an account can be locked: saying so would tell whoever
+		// guesses that the email has one. The lock is in the audit log.
+		return identity.ErrInvalidCredentials
+	}
 	if err != nil {
 		return err
 	}

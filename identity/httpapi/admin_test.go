@@ -1,12 +1,15 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/csv"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/httpapi"
 )
 
@@ -135,6 +138,9 @@ func TestAdmin(t *testing.T) {
 					t.Errorf("org: %s", res.body)
 				}
 			}},
+		{name: "fail/a plain admin revokes a super-admin's credentials", req: request{method: "POST", path: users + root.id + "/revoke-credentials", token: admin.token},
+			status: 403, code: "forbidden"},
+		{name: "fail/a plain admin unbans a super-admin", req: request{method: "DELETE", path: users + root.id + "/ban", token: admin.token}, status: 403, code: "forbidden"},
 		{name: "fail/ban as a user", req: request{method: "PUT", path: users + bob.id + "/ban", token: alice.token, body: map[string]any{"reason": "spam"}}, status: 403, code: "forbidden"},
 		{name: "fail/ban oneself", req: request{method: "PUT", path: users + admin.id + "/ban", token: admin.token, body: map[string]any{"reason": "x"}},
 			status: 400, code: "invalid_request", check: wantField("user_id")},
@@ -249,4 +255,43 @@ func TestCookieSessions(t *testing.T) {
 			header: http.Header{"Cookie": {"mcpauthz_session=" + alice.token}}}, status: 401, code: "unauthenticated"},
 		{name: "fail/another cookie name", req: request{method: "GET", path: "/v1/me", header: http.Header{"Cookie": {"session=" + alice.token}}}, status: 401, code: "unauthenticated"},
 	})
+}
+
+// TestAuditPaging: pages follow next_after to the end, with or without a
+// limit, and together hold every event once.
+func TestAuditPaging(t *testing.T) {
+	f := newFixture(t)
+	admin := f.signUp("admin@example.com")
+	f.makeAdmin(admin, "admin")
+	org := f.createOrg(admin, "Acme")
+	for i := range identity.MaxAuditPage + 20 {
+		if err := f.svc.RenameOrg(context.Background(), admin.id, org, fmt.Sprintf("Acme %d", i), identity.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := f.auditCount()
+	for _, limit := range []string{"", "&limit=100"} {
+		seen, after := 0, int64(0)
+		for pages := 0; ; pages++ {
+			var page struct {
+				Events    []struct{ Seq int64 }
+				NextAfter int64 `json:"next_after"`
+			}
+			f.do(request{method: "GET", path: fmt.Sprintf("/v1/audit?after=%d%s", after, limit), token: admin.token}).decode(t, &page)
+			for _, e := range page.Events {
+				if e.Seq <= after {
+					t.Fatalf("limit %q: event %d after cursor %d", limit, e.Seq, after)
+				}
+				after = e.Seq
+			}
+			seen += len(page.Events)
+			if page.NextAfter == 0 || pages > 20 {
+				break
+			}
+			after = page.NextAfter
+		}
+		if seen != total {
+			t.Errorf("limit %q: pages held %d events, the log %d", limit, seen, total)
+		}
+	}
 }

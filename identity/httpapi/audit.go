@@ -35,7 +35,11 @@ func (h *Handler) auditLog(w http.ResponseWriter, r *http.Request, c *caller) er
 		for i := range evs {
 			out.Events[i] = evs[i].Record()
 		}
-		if len(evs) > 0 && len(evs) == min(f.Limit, identity.MaxAuditPage) {
+		limit := f.Limit
+		if limit == 0 {
+			limit = identity.MaxAuditPage // what the service applies
+		}
+		if len(evs) == limit {
 			out.NextAfter = evs[len(evs)-1].Seq
 		}
 		return writeJSON(w, http.StatusOK, out)

@@ -121,6 +121,17 @@ func TestSignUpAndLogin(t *testing.T) {
 			status: 400, code: "invalid_json", check: wantField("email")},
 		{name: "fail/two values", req: request{method: "POST", path: "/v1/users", body: `{} {}`},
 			status: 400, code: "invalid_json"},
+		{name: "fail/a key in another case", req: request{method: "POST", path: "/v1/users", body: `{"EMAIL":"a@example.com"}`},
+			status: 400, code: "invalid_json", check: wantField("EMAIL")},
+		{name: "fail/a key twice", req: request{method: "POST", path: "/v1/users", body: `{"email":"a@example.com","email":"b@example.com"}`},
+			status: 400, code: "invalid_json", check: wantField("email")},
+		{name: "fail/a nested key twice", req: request{method: "POST", path: "/v1/users",
+			body: `{"consents":[{"kind":"terms","kind":"privacy_policy"}]}`}, status: 400, code: "invalid_json", check: wantField("consents[0].kind")},
+		{name: "fail/null", req: request{method: "POST", path: "/v1/users", body: `null`}, status: 400, code: "invalid_json"},
+		{name: "fail/an array", req: request{method: "POST", path: "/v1/users", body: `[]`}, status: 400, code: "invalid_json"},
+		{name: "fail/not JSON", req: request{method: "POST", path: "/v1/users", body: `{"email":`}, status: 400, code: "invalid_json"},
+		{name: "fail/nested too deep", req: request{method: "POST", path: "/v1/users", body: `{"consents":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`},
+			status: 400, code: "invalid_json"},
 		{name: "fail/empty body", req: request{method: "POST", path: "/v1/users", body: ``},
 			status: 400, code: "invalid_json"},
 		{name: "fail/not json", req: request{method: "POST", path: "/v1/users", body: `email=a`,
@@ -140,6 +151,8 @@ func TestSignUpAndLogin(t *testing.T) {
 				}
 			}},
 
+		{name: "fail/a second password in another case", req: request{method: "POST", path: "/v1/sessions",
+			body: `{"email":"new@example.com","password":"wrong password here","Password":"` + goodPassword + `"}`}, status: 400, code: "invalid_json"},
 		{name: "fail/wrong password", req: request{method: "POST", path: "/v1/sessions", body: map[string]string{"email": "new@example.com", "password": "wrong password here"}},
 			status: 401, code: "invalid_credentials", audits: true, check: wantChallenge},
 		{name: "fail/unknown email", req: request{method: "POST", path: "/v1/sessions", body: map[string]string{"email": "nobody@example.com", "password": goodPassword}},
@@ -335,6 +348,10 @@ func TestOrganizations(t *testing.T) {
 		{name: "fail/last owner demoted", req: request{method: "PUT", path: org + "/members/" + alice.id, token: alice.token, body: map[string]string{"role": "admin"}}, status: 409, code: "last_owner"},
 		{name: "fail/role of a non-member", req: request{method: "PUT", path: org + "/members/" + carol.id, token: alice.token, body: map[string]string{"role": "admin"}}, status: 404, code: "not_found"},
 		{name: "ok/promote", req: request{method: "PUT", path: org + "/members/" + bob.id, token: alice.token, body: map[string]string{"role": "admin"}}, status: 204},
+		{name: "fail/an admin invites an admin", req: request{method: "POST", path: org + "/invitations", token: bob.token, body: map[string]string{"email": "e@example.com", "role": "admin"}},
+			status: 403, code: "forbidden"},
+		{name: "ok/an admin invites a member", req: request{method: "POST", path: org + "/invitations", token: bob.token, body: map[string]string{"email": "e@example.com", "role": "member"}},
+			status: 201},
 		{name: "fail/last owner leaves", req: request{method: "DELETE", path: org + "/members/" + alice.id, token: alice.token}, status: 409, code: "last_owner"},
 		{name: "fail/remove from another tenant", req: request{method: "DELETE", path: org + "/members/" + bob.id, token: carol.token}, status: 403, code: "forbidden"},
 		{name: "fail/admin removes the owner", req: request{method: "DELETE", path: org + "/members/" + alice.id, token: bob.token}, status: 403, code: "forbidden"},
@@ -395,7 +412,11 @@ func TestAPIKeysAndTokens(t *testing.T) {
 		{name: "fail/create above the org's tier", req: request{method: "POST", path: keys, token: alice.token, body: map[string]any{"name": "x", "tier": "enterprise"}},
 			status: 400, code: "invalid_request"},
 		{name: "fail/create with a bad expiry", req: request{method: "POST", path: keys, token: alice.token, body: `{"name":"x","expires_at":"tomorrow"}`},
-			status: 400, code: "invalid_json"},
+			status: 400, code: "invalid_json", check: func(t *testing.T, res *response) {
+				if !strings.Contains(string(res.body), `"message":"expires_at: must be an RFC 3339 time"`) {
+					t.Errorf("message: %s", res.body)
+				}
+			}},
 		{name: "fail/create in another tenant", req: request{method: "POST", path: "/v1/orgs/" + orgB + "/api-keys", token: alice.token, body: map[string]any{"name": "x"}},
 			status: 403, code: "forbidden"},
 		{name: "ok/list", req: request{method: "GET", path: keys, token: alice.token}, status: 200,
@@ -424,6 +445,8 @@ func TestAPIKeysAndTokens(t *testing.T) {
 		{name: "fail/token from outside the key's allowlist", req: request{method: "POST", path: "/v1/token", token: created.Secret,
 			header: http.Header{"X-Forwarded-For": {"203.0.113.9"}}}, status: 401, code: "unauthenticated"},
 
+		{name: "fail/rotate with a grace out of range", req: request{method: "POST", path: keys + "/" + created.APIKey.ID + "/rotate", token: alice.token, body: `{"grace_seconds":1e30}`},
+			status: 400, code: "invalid_json", check: wantField("grace_seconds")},
 		{name: "fail/rotate with a negative grace", req: request{method: "POST", path: keys + "/" + created.APIKey.ID + "/rotate", token: alice.token, body: map[string]any{"grace_seconds": -1}},
 			status: 400, code: "invalid_request"},
 		{name: "fail/rotate another tenant's key", req: request{method: "POST", path: keys + "/" + created.APIKey.ID + "/rotate", token: carol.token},

@@ -67,13 +67,24 @@ func TestLockout(t *testing.T) {
 	for i := range 5 {
 		steps = append(steps, step{name: "fail/wrong password " + strconv.Itoa(i+1), req: wrong, status: 401, code: "invalid_credentials", audits: true})
 	}
-	steps = append(steps, step{name: "fail/locked, even with the right password",
-		req:    request{method: "POST", path: "/v1/sessions", body: map[string]string{"email": alice.email, "password": goodPassword}},
-		status: 429, code: "locked", audits: true,
-		check: func(t *testing.T, res *response) {
-			if n, err := strconv.Atoi(res.header.Get("Retry-After")); err != nil || n < 1 || n > 60 {
-				t.Errorf("Retry-After %q", res.header.Get("Retry-After"))
-			}
-		}})
+	// Locked, even the right password fails, and the answer is the one an
+	// unknown email gets: a lock would tell that the email has an account.
+	locked := request{method: "POST", path: "/v1/sessions", body: map[string]string{"email": alice.email, "password": goodPassword}}
+	unknown := request{method: "POST", path: "/v1/sessions", body: map[string]string{"email": "nobody@example.com", "password": goodPassword}}
+	steps = append(steps,
+		step{name: "fail/locked, even with the right password", req: locked, status: 401, code: "invalid_credentials", audits: true,
+			check: func(t *testing.T, res *response) {
+				if res.header.Get("Retry-After") != "" {
+					t.Error("a locked account is told apart by Retry-After")
+				}
+			}},
+		step{name: "fail/an unknown email answers alike", req: unknown, status: 401, code: "invalid_credentials", audits: true})
 	run(t, f, steps)
+	var lockedBody, unknownBody []byte
+	lockedBody, unknownBody = f.do(locked).body, f.do(unknown).body
+	if string(lockedBody) != string(unknownBody) {
+		t.Errorf("a locked account answers %s, an unknown email %s", lockedBody, unknownBody)
+	}
+	f.clock.advance(time.Minute)
+	run(t, f, []step{{name: "ok/after the lock", req: locked, status: 201}})
 }

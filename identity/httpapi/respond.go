@@ -1,12 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strconv"
 	"time"
@@ -114,70 +113,40 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, ae.status, errorBody{Error: errorDetail{Code: ae.code, Message: ae.message, Field: ae.field}})
 }
 
-// writeJSON writes v as the response body.
+// writeJSON writes v as the response body. It encodes v before sending
+// anything, so an encoding error can still be answered with a 500.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
+	_, err := w.Write(b.Bytes())
+	return err
 }
 
-// decode reads the request body into v: JSON, at most MaxBody bytes, one
-// value, no fields v does not have. When optional, a request without a
-// body leaves v as it is.
-func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	if optional && r.ContentLength == 0 {
-		return nil
-	}
-	body := http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return errMediaType
-	}
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
-	}
-	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		if err == nil {
-			return badJSON("the body holds more than one JSON value")
-		}
-		return decodeError(err)
-	}
-	return nil
+// startedWriter records whether a response has begun: after that, an
+// error cannot change the status, only end the body.
+type startedWriter struct {
+	http.ResponseWriter
+	started bool
 }
 
-func decodeError(err error) error {
-	var tooLarge *http.MaxBytesError
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &tooLarge):
-		return errTooLarge
-	case errors.As(err, &typeErr):
-		return &apiError{status: http.StatusBadRequest, code: "invalid_json", field: typeErr.Field,
-			message: fmt.Sprintf("%s: must be %s", typeErr.Field, jsonType(typeErr.Type.Kind().String()))}
-	case errors.Is(err, io.EOF):
-		return badJSON("the body is empty")
-	}
-	return badJSON("the body is not valid JSON: " + err.Error())
+func (w *startedWriter) WriteHeader(code int) {
+	w.started = true
+	w.ResponseWriter.WriteHeader(code)
 }
 
-// jsonType names a Go kind as JSON does.
-func jsonType(kind string) string {
-	switch kind {
-	case "string":
-		return "a string"
-	case "slice", "array":
-		return "an array"
-	case "map", "struct":
-		return "an object"
-	case "bool":
-		return "a boolean"
-	}
-	return "a number"
+func (w *startedWriter) Write(p []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriter.Write(p)
 }
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // abort ends a response that has already started, after logging why:
 // http.ErrAbortHandler makes the server drop the connection without

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"log/slog"
 	"net/http"
 )
 
@@ -71,7 +72,8 @@ var routes = []route{
 // endpoint wraps a route: it authenticates the caller the route needs and
 // turns a returned error into the API's error response.
 func (h *Handler) endpoint(rt route) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w := &startedWriter{ResponseWriter: rw}
 		var c *caller
 		if rt.access == session {
 			var err error
@@ -80,7 +82,14 @@ func (h *Handler) endpoint(rt route) http.Handler {
 				return
 			}
 		}
-		if err := rt.serve(h, w, r, c); err != nil {
+		err := rt.serve(h, w, r, c)
+		switch {
+		case err == nil:
+		case w.started:
+			// Most often the client went away mid-body.
+			h.log.LogAttrs(r.Context(), slog.LevelDebug, "identity API response cut short",
+				slog.String("route", r.Pattern), slog.Any("error", err))
+		default:
 			h.fail(w, r, err)
 		}
 	})
