@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -91,7 +92,7 @@ func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger) (_ *
 	}
 	api, err := httpapi.New(s.svc, s.tokens, httpapi.Config{
 		CookieName: c.API.CookieName, CookieDomain: c.API.CookieDomain, TrustedProxies: proxies,
-		TrustedOrigins: c.API.TrustedOrigins, MaxBody: int64(c.API.MaxBodyBytes),
+		MaxBody: int64(c.API.MaxBodyBytes),
 	}, httpapi.WithLogger(log))
 	if err != nil {
 		return nil, err
@@ -100,15 +101,22 @@ func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger) (_ *
 		Handler:           api,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      5 * time.Minute, // audit exports stream
+		WriteTimeout:      30 * time.Second, // audit exports extend their own
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	tlsCfg, err := serverTLS(c.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("identity.tls: %w", err)
 	}
 	if s.lis, err = net.Listen("tcp", c.Addr); err != nil {
 		return nil, fmt.Errorf("identity listener: %w", err)
 	}
 	s.closers = append(s.closers, s.lis)
+	if tlsCfg != nil {
+		s.lis = tls.NewListener(s.lis, tlsCfg)
+	}
 	return s, nil
 }
 
@@ -140,6 +148,12 @@ func (s *identityServer) Addr() string { return s.lis.Addr().String() }
 // flushes API key use until ctx is done, then stops gracefully.
 func (s *identityServer) Run(ctx context.Context) error {
 	defer s.close()
+	// API key use is flushed for the last time after the API has stopped,
+	// so the uses of requests finishing during the graceful stop are kept.
+	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUsage()
+	usageDone := make(chan error, 1)
+	go func() { usageDone <- s.usage.Run(usageCtx) }()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(ctx, s.http, s.lis, "identity API", s.log) })
 	g.Go(func() error {
@@ -160,8 +174,12 @@ func (s *identityServer) Run(ctx context.Context) error {
 			}
 		})
 	})
-	g.Go(func() error { return s.usage.Run(ctx) })
-	return g.Wait()
+	err := g.Wait()
+	stopUsage()
+	if uerr := <-usageDone; err == nil && uerr != nil {
+		err = fmt.Errorf("recording API key use: %w", uerr)
+	}
+	return err
 }
 
 // every runs fn each interval until ctx is done.

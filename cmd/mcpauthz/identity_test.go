@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -98,5 +100,51 @@ func TestIdentityCommand(t *testing.T) {
 	rec, _ = rdb.Get(context.Background(), rkey).Bytes()
 	if _, err := redisfeed.DecodeSession(rec); !errors.Is(err, redisfeed.ErrRevoked) {
 		t.Fatalf("after logout the Redis record is %q (%v), want a revocation", rec, err)
+	}
+}
+
+// TestIdentityTLS: with identity.tls the API answers over TLS only.
+func TestIdentityTLS(t *testing.T) {
+	pki := newPKI(t)
+	key := bytes.Repeat([]byte{4}, 32)
+	c := Defaults().Identity
+	c.Addr = "127.0.0.1:0"
+	c.Store = filepath.Join(t.TempDir(), "id.db")
+	c.AuditKey, c.KEK = Secret(key), Secret(key)
+	c.Tokens.Issuer, c.Tokens.Audience = "https://id.example.com", "https://mcp.example.com/mcp"
+	c.TLS = TLSConfig{CertFile: pki.serverCert, KeyFile: pki.serverKey}
+	cfg := Defaults()
+	cfg.Identity = c
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := buildIdentity(ctx, c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.caPool}}}
+	res, err := client.Get("https://" + s.Addr() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("over TLS: %d", res.StatusCode)
+	}
+	if res, err := http.Get("http://" + s.Addr() + "/healthz"); err == nil {
+		res.Body.Close()
+		if res.StatusCode == 200 {
+			t.Fatal("the API answered in plain HTTP")
+		}
 	}
 }

@@ -71,19 +71,20 @@ type IdentityConfig struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// API tunes the HTTP API.
 	API APIConfig `yaml:"api"`
+	// TLS serves the API over TLS (the session cookie is Secure: without
+	// it, put a TLS-terminating proxy in front).
+	TLS TLSConfig `yaml:"tls"`
 }
 
 // APIConfig tunes the identity HTTP API; zero values take httpapi's
 // defaults.
 type APIConfig struct {
-	// CookieName is the session cookie's name (mcpauthz_session).
+	// CookieName is the session cookie's name (__Host-mcpauthz_session,
+	// or mcpauthz_session with a cookie_domain).
 	CookieName string `yaml:"cookie_name"`
 	// CookieDomain is the cookie's Domain; empty scopes it to the API's
 	// host.
 	CookieDomain string `yaml:"cookie_domain"`
-	// TrustedOrigins may make state-changing browser calls besides the
-	// API's own origin ("https://console.example.com").
-	TrustedOrigins []string `yaml:"trusted_origins"`
 	// MaxBodyBytes bounds a request body (64 KiB).
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
 }
@@ -251,10 +252,8 @@ func (c IdentityConfig) validate() error {
 	if c.API.CookieName != "" && (&http.Cookie{Name: c.API.CookieName, Value: "v"}).Valid() != nil {
 		bad("identity.api.cookie_name: %q is not a cookie name", c.API.CookieName)
 	}
-	for _, o := range c.API.TrustedOrigins {
-		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" {
-			bad("identity.api.trusted_origins: %q is not an origin (scheme://host[:port])", o)
-		}
+	if err := c.TLS.check(); err != nil {
+		bad("identity.tls: %v", err)
 	}
 	if c.API.MaxBodyBytes < 0 || c.API.MaxBodyBytes > 16<<20 {
 		bad("identity.api.max_body_bytes: outside [0, 16MiB]")

@@ -216,12 +216,12 @@ func TestGDPR(t *testing.T) {
 }
 
 // TestCSRF: a browser call from another site carrying the session cookie
-// changes nothing; the API's own origin, a trusted one, and non-browser
-// clients (no Sec-Fetch-Site, no Origin) go through.
+// changes nothing; the API's own origin and non-browser clients (no
+// Sec-Fetch-Site, no Origin) go through.
 func TestCSRF(t *testing.T) {
-	f := newFixture(t, func(c *httpapi.Config) { c.TrustedOrigins = []string{"https://console.example.com"} })
+	f := newFixture(t)
 	alice := f.signUp("alice@example.com")
-	cookie := http.Header{"Cookie": {"mcpauthz_session=" + alice.token}}
+	cookie := http.Header{"Cookie": {httpapi.DefaultCookieName + "=" + alice.token}}
 	with := func(kv ...string) http.Header {
 		h := cookie.Clone()
 		for i := 0; i < len(kv); i += 2 {
@@ -238,7 +238,7 @@ func TestCSRF(t *testing.T) {
 			body: map[string]string{"email": alice.email, "password": goodPassword}}, status: 403, code: "cross_origin"},
 		{name: "ok/cross-site read", req: request{method: "GET", path: "/v1/me", header: with("Sec-Fetch-Site", "cross-site")}, status: 200},
 		{name: "ok/same origin", req: request{method: "POST", path: "/v1/orgs", header: with("Sec-Fetch-Site", "same-origin"), body: body}, status: 201},
-		{name: "ok/trusted origin", req: request{method: "POST", path: "/v1/orgs", header: with("Origin", "https://console.example.com"), body: body}, status: 201},
+		{name: "fail/an API key beside the cookie", req: request{method: "POST", path: "/v1/token", header: with("X-Api-Key", "mcpk_x")}, status: 400, code: "invalid_request"},
 		{name: "ok/not a browser", req: request{method: "POST", path: "/v1/orgs", header: cookie, body: body}, status: 201},
 	})
 }
@@ -247,13 +247,14 @@ func TestCookieSessions(t *testing.T) {
 	f := newFixture(t)
 	alice := f.signUp("alice@example.com")
 	other := f.login(alice.email)
+	name := httpapi.DefaultCookieName
 	run(t, f, []step{
-		{name: "ok/the cookie authenticates", req: request{method: "GET", path: "/v1/me", header: http.Header{"Cookie": {"mcpauthz_session=" + alice.token}}}, status: 200},
+		{name: "ok/the cookie authenticates", req: request{method: "GET", path: "/v1/me", header: http.Header{"Cookie": {name + "=" + alice.token}}}, status: 200},
 		{name: "fail/two cookies of the name", req: request{method: "GET", path: "/v1/me",
-			header: http.Header{"Cookie": {"mcpauthz_session=" + alice.token + "; mcpauthz_session=" + other}}}, status: 401, code: "unauthenticated"},
+			header: http.Header{"Cookie": {name + "=" + alice.token + "; " + name + "=" + other}}}, status: 401, code: "unauthenticated"},
 		{name: "fail/a bad bearer is not saved by a good cookie", req: request{method: "GET", path: "/v1/me", token: "mcps_nope",
-			header: http.Header{"Cookie": {"mcpauthz_session=" + alice.token}}}, status: 401, code: "unauthenticated"},
-		{name: "fail/another cookie name", req: request{method: "GET", path: "/v1/me", header: http.Header{"Cookie": {"session=" + alice.token}}}, status: 401, code: "unauthenticated"},
+			header: http.Header{"Cookie": {name + "=" + alice.token}}}, status: 401, code: "unauthenticated"},
+		{name: "fail/the unprefixed name", req: request{method: "GET", path: "/v1/me", header: http.Header{"Cookie": {"mcpauthz_session=" + alice.token}}}, status: 401, code: "unauthenticated"},
 	})
 }
 

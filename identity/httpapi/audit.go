@@ -50,7 +50,11 @@ func (h *Handler) auditLog(w http.ResponseWriter, r *http.Request, c *caller) er
 	}
 }
 
-// exportAudit streams every matching event, page by page. Once the first
+// exportPageTimeout bounds writing one page of an export.
+const exportPageTimeout = 30 * time.Second
+
+// exportAudit streams every matching event, page by page, to the first
+// empty page. Once the first
 // page is written the status is sent, so a later failure aborts the
 // response: the client sees a broken transfer, never a short file that
 // looks whole.
@@ -72,11 +76,15 @@ func (h *Handler) exportAudit(w http.ResponseWriter, r *http.Request, c *caller,
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Disposition", `attachment; filename="mcpauthz-audit.`+format+`"`)
 	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
 	for {
+		// Each page gets its own write deadline: a long export is fine, a
+		// reader that stalls is not.
+		_ = rc.SetWriteDeadline(time.Now().Add(exportPageTimeout))
 		if err := write(w, evs); err != nil {
 			return h.abort(r, err)
 		}
-		if len(evs) < f.Limit {
+		if len(evs) == 0 {
 			return nil
 		}
 		f.AfterSeq = evs[len(evs)-1].Seq

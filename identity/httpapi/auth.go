@@ -36,13 +36,18 @@ func (h *Handler) sessionToken(r *http.Request) (string, bool) {
 	if tok, present, ok := bearer(r); present {
 		return tok, ok
 	}
-	var tok string
-	n := 0
-	for _, c := range r.CookiesNamed(h.cfg.CookieName) {
-		tok = c.Value
-		n++
+	tok, n := h.sessionCookie(r)
+	return tok, n && tok != ""
+}
+
+// sessionCookie returns the session cookie's value; ok is false when the
+// call has none, or more than one.
+func (h *Handler) sessionCookie(r *http.Request) (tok string, ok bool) {
+	cs := r.CookiesNamed(h.cfg.CookieName)
+	if len(cs) != 1 {
+		return "", false
 	}
-	return tok, n == 1 && tok != ""
+	return cs[0].Value, true
 }
 
 // bearer returns the token of a single "Authorization: Bearer" header.

@@ -67,7 +67,7 @@ func (h *Handler) classify(err error) *apiError {
 	case errors.As(err, &in):
 		return badRequest(in.Field, in.Error())
 	case errors.As(err, &locked):
-		return tooMany("locked", time.Until(locked.Until))
+		return tooMany("locked", locked.Until.Sub(h.now()))
 	case errors.Is(err, identity.ErrInvalidCredentials):
 		return &apiError{status: http.StatusUnauthorized, code: "invalid_credentials", message: err.Error()}
 	case errors.Is(err, identity.ErrUnauthenticated):

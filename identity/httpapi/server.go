@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/identity"
@@ -27,16 +28,16 @@ import (
 // Config holds the API's settings. The zero value of each field means its
 // default.
 type Config struct {
-	// CookieName is the session cookie's name (default "mcpauthz_session").
+	// CookieName is the session cookie's name: by default
+	// "__Host-mcpauthz_session", whose prefix makes browsers refuse a
+	// cookie of that name set by a sibling domain or for a narrower path
+	// (cookie tossing), or "mcpauthz_session" with a CookieDomain.
 	CookieName string
 	// CookieDomain is the cookie's Domain attribute; empty scopes it to
 	// the API's host.
 	CookieDomain string
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
-	// TrustedOrigins may make state-changing browser calls besides the
-	// API's own origin ("https://console.example.com").
-	TrustedOrigins []string
 	// MaxBody bounds a request body (default 64 KiB).
 	MaxBody int64
 	// LoginRate and SignUpRate limit attempts per client address.
@@ -55,8 +56,9 @@ type Rate struct {
 
 // Defaults.
 const (
-	DefaultCookieName = "mcpauthz_session"
-	DefaultMaxBody    = 64 << 10
+	DefaultCookieName       = "__Host-mcpauthz_session"
+	DefaultDomainCookieName = "mcpauthz_session"
+	DefaultMaxBody          = 64 << 10
 )
 
 // Default rates: 10 login attempts, then one every 6 s (10 a minute);
@@ -67,8 +69,12 @@ var (
 )
 
 func (c *Config) withDefaults() {
-	if c.CookieName == "" {
+	switch {
+	case c.CookieName != "":
+	case c.CookieDomain == "":
 		c.CookieName = DefaultCookieName
+	default:
+		c.CookieName = DefaultDomainCookieName
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = DefaultMaxBody
@@ -119,6 +125,9 @@ func New(svc *identity.Service, tokens *identity.Tokens, cfg Config, opts ...Opt
 	if (&http.Cookie{Name: cfg.CookieName, Value: "v"}).Valid() != nil {
 		return nil, fmt.Errorf("httpapi: %q is not a valid cookie name", cfg.CookieName)
 	}
+	if strings.HasPrefix(cfg.CookieName, "__Host-") && cfg.CookieDomain != "" {
+		return nil, errors.New("httpapi: a __Host- cookie cannot have a Domain")
+	}
 	doc, err := openAPIJSON()
 	if err != nil {
 		return nil, err
@@ -139,12 +148,10 @@ func New(svc *identity.Service, tokens *identity.Tokens, cfg Config, opts ...Opt
 	for _, rt := range routes {
 		h.mux.Handle(rt.method+" "+rt.path, h.endpoint(rt))
 	}
+	// The API serves no CORS: a browser application calls it from the
+	// API's own origin, and anything a browser marks cross-origin is
+	// refused if it could change state.
 	csrf := http.NewCrossOriginProtection()
-	for _, o := range cfg.TrustedOrigins {
-		if err := csrf.AddTrustedOrigin(o); err != nil {
-			return nil, fmt.Errorf("httpapi: trusted origin: %w", err)
-		}
-	}
 	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errCrossOrigin)
 	}))

@@ -21,7 +21,7 @@ type tokenJSON struct {
 	ExpiresAt   time.Time `json:"expires_at"`
 }
 
-var errTwoCredentials = badRequest("", "send one credential: an Authorization header or an x-api-key header")
+var errTwoCredentials = badRequest("", "send one credential: a session (cookie or Authorization) or an x-api-key header")
 
 // exchangeToken issues a short-lived JWT for the session or API key the
 // call carries.
@@ -41,8 +41,9 @@ func (h *Handler) exchangeToken(w http.ResponseWriter, r *http.Request, _ *calle
 func (h *Handler) issue(r *http.Request, orgID string) (*identity.Issued, error) {
 	keys := r.Header.Values("X-Api-Key")
 	tok, hasBearer, ok := bearer(r)
+	_, hasCookie := h.sessionCookie(r)
 	switch {
-	case len(keys) > 0 && hasBearer, len(keys) > 1:
+	case len(keys) > 0 && (hasBearer || hasCookie), len(keys) > 1:
 		return nil, errTwoCredentials
 	case len(keys) == 1:
 		return h.issueForKey(r, keys[0], orgID)
