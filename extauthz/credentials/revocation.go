@@ -1,0 +1,194 @@
+package credentials
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
+)
+
+// Freshness says how long a credential read from a backend may be
+// trusted from memory: the longest a revoked credential can still be
+// accepted.
+type Freshness interface {
+	MaxAge() time.Duration
+}
+
+// FixedFreshness trusts reads for a fixed time; it is the bound when no
+// revocation events arrive at all.
+type FixedFreshness time.Duration
+
+// MaxAge implements Freshness.
+func (f FixedFreshness) MaxAge() time.Duration { return time.Duration(f) }
+
+// Evictor drops what it cached about revoked credentials, or everything
+// when events may have been missed.
+type Evictor interface {
+	Evict(ev identity.Event)
+	Purge()
+}
+
+// Defaults of Revocations.
+const (
+	DefaultLiveMaxAge     = 5 * time.Minute  // while events arrive
+	DefaultDegradedMaxAge = 30 * time.Second // while they may be missed
+	revocationPing        = 10 * time.Second
+)
+
+// Revocations listens to the identity service's revocation events on
+// Redis pub/sub and evicts what they revoke. While subscribed it is live:
+// reads may be trusted for the live age, since an event evicts them at
+// once. While not — Redis down, paused, the connection lost — it is
+// degraded: reads are trusted only for the degraded age, and each time it
+// subscribes again it purges everything, since events may have been
+// missed meanwhile.
+type Revocations struct {
+	rdb      redis.UniversalClient
+	channel  string
+	evictors []Evictor
+	live     time.Duration
+	degraded time.Duration
+	ping     time.Duration
+	log      *slog.Logger
+	up       atomic.Bool
+}
+
+var _ Freshness = (*Revocations)(nil)
+
+// RevocationOption configures Revocations.
+type RevocationOption func(*Revocations)
+
+// WithMaxAges sets how long reads are trusted while live and while
+// degraded.
+func WithMaxAges(live, degraded time.Duration) RevocationOption {
+	return func(r *Revocations) { r.live, r.degraded = live, degraded }
+}
+
+// WithRevocationLogger sets the logger (default: discard).
+func WithRevocationLogger(l *slog.Logger) RevocationOption {
+	return func(r *Revocations) { r.log = l }
+}
+
+// withPing sets how often a quiet subscription is checked (tests).
+func withPing(d time.Duration) RevocationOption { return func(r *Revocations) { r.ping = d } }
+
+// NewRevocations returns a listener on the events channel of the feed
+// prefix (redisfeed.Channel) that tells the evictors.
+func NewRevocations(rdb redis.UniversalClient, prefix string, evictors []Evictor, opts ...RevocationOption) *Revocations {
+	r := &Revocations{
+		rdb: rdb, channel: redisfeed.Channel(prefix), evictors: evictors,
+		live: DefaultLiveMaxAge, degraded: DefaultDegradedMaxAge, ping: revocationPing,
+		log: slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// MaxAge implements Freshness.
+func (r *Revocations) MaxAge() time.Duration {
+	if r.up.Load() {
+		return r.live
+	}
+	return r.degraded
+}
+
+// Live reports whether events are arriving: false means caches are on
+// the degraded age, which health reports as degraded.
+func (r *Revocations) Live() bool { return r.up.Load() }
+
+// Run listens until ctx is done, subscribing again after each failure.
+func (r *Revocations) Run(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		err := r.listen(ctx)
+		r.setUp(false, err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		if err == nil {
+			backoff = time.Second
+		}
+	}
+}
+
+// listen subscribes and handles messages until the subscription fails. A
+// subscription quiet for a ping interval is pinged; no answer within the
+// next interval counts as a failure, so a paused Redis is noticed.
+func (r *Revocations) listen(ctx context.Context) error {
+	ps := r.rdb.Subscribe(ctx, r.channel)
+	defer ps.Close()
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, r.ping)
+		var ne net.Error
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && errors.As(err, &ne) && ne.Timeout() && !pinged:
+			if err := ps.Ping(ctx); err != nil {
+				return err
+			}
+			pinged = true
+			continue
+		case err != nil:
+			return err
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				r.setUp(true, nil)
+			}
+		case *redis.Message:
+			r.handle(m.Payload)
+		}
+	}
+}
+
+// setUp records the subscription's state. Going live purges first: events
+// may have been missed while it was not.
+func (r *Revocations) setUp(up bool, cause error) {
+	if up {
+		for _, e := range r.evictors {
+			e.Purge()
+		}
+	}
+	if r.up.Swap(up) != up {
+		if up {
+			r.log.Info("revocation events live: credentials cached up to " + r.live.String())
+		} else {
+			r.log.Warn("revocation events lost: credentials cached only "+r.degraded.String(), slog.Any("error", cause))
+		}
+	}
+}
+
+// handle applies one event. An event that does not decode purges
+// everything: whatever it revoked is then read afresh.
+func (r *Revocations) handle(payload string) {
+	ev, err := redisfeed.DecodeEvent([]byte(payload))
+	if err != nil {
+		r.log.Warn("a revocation event does not decode; purging every cached credential", slog.Any("error", err))
+		for _, e := range r.evictors {
+			e.Purge()
+		}
+		return
+	}
+	for _, e := range r.evictors {
+		e.Evict(ev)
+	}
+}

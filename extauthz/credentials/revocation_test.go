@@ -1,0 +1,152 @@
+package credentials
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
+)
+
+// recorder is an Evictor that remembers what it was told.
+type recorder struct {
+	mu     sync.Mutex
+	events []identity.Event
+	purges int
+}
+
+func (r *recorder) Evict(ev identity.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+}
+
+func (r *recorder) Purge() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.purges++
+}
+
+func (r *recorder) state() (int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.events), r.purges
+}
+
+// privateRedis starts a redis-server of the test's own on a free port, so
+// it can be paused and killed without disturbing anyone.
+func privateRedis(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	if os.Getenv("MCPAUTHZ_TEST_REDIS_URL") == "" {
+		t.Skip("MCPAUTHZ_TEST_REDIS_URL is not set")
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", fmt.Sprint(port), "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir(), "--logfile", filepath.Join(t.TempDir(), "redis.log"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redis-server did not start")
+		}
+	}
+	return cmd, addr
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+	}
+}
+
+// TestRevocations: events reach the evictors; a paused Redis turns the
+// caches to the degraded age within two pings; when it answers again
+// everything is purged before the live age returns.
+func TestRevocations(t *testing.T) {
+	cmd, addr := privateRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	rec := &recorder{}
+	r := NewRevocations(rdb, "test", []Evictor{rec}, withPing(100*time.Millisecond), WithMaxAges(time.Minute, time.Second))
+	if r.MaxAge() != time.Second || r.Live() {
+		t.Fatal("live before subscribing")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	eventually(t, "live", r.Live)
+	if r.MaxAge() != time.Minute {
+		t.Fatalf("live max age %v", r.MaxAge())
+	}
+	if _, purges := rec.state(); purges != 1 {
+		t.Fatalf("%d purges on subscribing, want 1", purges)
+	}
+
+	feed, err := redisfeed.New(rdb, redisfeed.WithPrefix("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := identity.Event{Kind: identity.EventSessionsRevoked, UserID: "u1", SessionIDs: []string{"s1"}}
+	if err := feed.Publish(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the event", func() bool { n, _ := rec.state(); return n == 1 })
+	if got := rec.events[0]; got.Kind != ev.Kind || got.SessionIDs[0] != "s1" {
+		t.Fatalf("event %+v", got)
+	}
+	rdb.Publish(context.Background(), redisfeed.Channel("test"), "not an event")
+	eventually(t, "a purge for garbage", func() bool { _, p := rec.state(); return p == 2 })
+
+	// Paused: no answer to the ping, degraded.
+	cmd.Process.Signal(syscall.SIGSTOP)
+	eventually(t, "degraded while paused", func() bool { return !r.Live() })
+	if r.MaxAge() != time.Second {
+		t.Fatalf("degraded max age %v", r.MaxAge())
+	}
+	_, before := rec.state()
+	cmd.Process.Signal(syscall.SIGCONT)
+	eventually(t, "live again", r.Live)
+	if _, after := rec.state(); after <= before {
+		t.Fatal("no purge on subscribing again")
+	}
+}

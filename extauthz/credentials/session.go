@@ -1,0 +1,306 @@
+package credentials
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
+	"github.com/mcpauthz/mcpauthz/identity/token"
+)
+
+// DefaultSessionCookie is the identity service's session cookie.
+const DefaultSessionCookie = "__Host-mcpauthz_session"
+
+// SessionStore is where sessions and the people behind them are read: the
+// identity store, the source of truth.
+type SessionStore interface {
+	SessionByDigest(ctx context.Context, digest []byte) (*identity.Session, error)
+	UserByID(ctx context.Context, id string) (*identity.User, error)
+	Membership(ctx context.Context, orgID, userID string) (*identity.Membership, error)
+}
+
+// SessionFeed is the identity service's write-through of sessions, read
+// before the store (redisfeed.Feed).
+type SessionFeed interface {
+	Session(ctx context.Context, digest []byte) (*identity.Session, error)
+}
+
+// SessionVerifier verifies the identity service's session cookie: the
+// session by the SHA-256 of its token, from memory, the feed or the store;
+// its idle and absolute expiry; its user, who must not be banned; and the
+// user's role in the session's active organization, which is the tenant.
+// A removed membership leaves the session without a tenant at once.
+type SessionVerifier struct {
+	store  SessionStore
+	feed   SessionFeed
+	fresh  Freshness
+	cookie string
+	now    func() time.Time
+	log    *slog.Logger
+
+	sessions *memo[token.Digest, identity.Session]
+	users    *memo[string, identity.User]
+	members  *memo[memberKey, identity.Role] // "" for not a member
+}
+
+type memberKey struct{ org, user string }
+
+var _ Verifier = (*SessionVerifier)(nil)
+
+// SessionOption configures a SessionVerifier.
+type SessionOption func(*SessionVerifier)
+
+// WithSessionFeed reads sessions from the feed before the store.
+func WithSessionFeed(f SessionFeed) SessionOption { return func(v *SessionVerifier) { v.feed = f } }
+
+// WithSessionCookie sets the cookie's name (default DefaultSessionCookie).
+func WithSessionCookie(name string) SessionOption {
+	return func(v *SessionVerifier) { v.cookie = name }
+}
+
+// WithSessionClock sets the clock (default time.Now).
+func WithSessionClock(now func() time.Time) SessionOption {
+	return func(v *SessionVerifier) { v.now = now }
+}
+
+// WithSessionLogger sets the logger (default: discard).
+func WithSessionLogger(l *slog.Logger) SessionOption { return func(v *SessionVerifier) { v.log = l } }
+
+// WithSessionCacheSize bounds the sessions, users and memberships kept in
+// memory (default 100,000 each).
+func WithSessionCacheSize(n int) SessionOption {
+	return func(v *SessionVerifier) {
+		v.sessions = newMemo[token.Digest, identity.Session](n)
+		v.users = newMemo[string, identity.User](n)
+		v.members = newMemo[memberKey, identity.Role](n)
+	}
+}
+
+// NewSessionVerifier returns a verifier reading sessions from store; fresh
+// says how long a read may be trusted from memory.
+func NewSessionVerifier(store SessionStore, fresh Freshness, opts ...SessionOption) *SessionVerifier {
+	v := &SessionVerifier{
+		store: store, fresh: fresh, feed: noFeed{},
+		cookie: DefaultSessionCookie,
+		now:    time.Now,
+		log:    slog.New(slog.DiscardHandler),
+	}
+	WithSessionCacheSize(100_000)(v)
+	for _, o := range opts {
+		o(v)
+	}
+	return v
+}
+
+// Verify implements Verifier.
+func (v *SessionVerifier) Verify(ctx context.Context, req *extauthz.Request) (extauthz.Identity, error) {
+	tok, err := v.sessionToken(req)
+	if err != nil {
+		return extauthz.Identity{}, err
+	}
+	if kind, err := token.Parse(tok); err != nil || kind != token.KindSession {
+		return extauthz.Identity{}, fmt.Errorf("%w: not a well-formed session token", extauthz.ErrInvalidCredential)
+	}
+	d := token.DigestOf(tok)
+	sess, err := v.session(ctx, d)
+	if err != nil {
+		return extauthz.Identity{}, err
+	}
+	now := v.now()
+	if !sess.Active(now) {
+		return extauthz.Identity{}, fmt.Errorf("%w: session expired or revoked", extauthz.ErrInvalidCredential)
+	}
+	u, err := v.user(ctx, sess.UserID)
+	if err != nil {
+		return extauthz.Identity{}, err
+	}
+	if u.Banned(now) {
+		return extauthz.Identity{}, fmt.Errorf("%w: the account is suspended", extauthz.ErrInvalidCredential)
+	}
+	id := extauthz.Identity{
+		Authenticated: true,
+		Method:        extauthz.MethodSession,
+		Subject:       u.ID,
+		UserID:        u.ID,
+		Roles:         platformRoles(u.PlatformRoles),
+		Session:       &extauthz.SessionInfo{ID: sess.ID, AuthTime: sess.AuthTime},
+	}
+	if sess.ActiveOrgID != "" {
+		role, err := v.role(ctx, sess.ActiveOrgID, u.ID)
+		if err != nil {
+			return extauthz.Identity{}, err
+		}
+		if role != "" {
+			id.Tenant, id.OrgRole = sess.ActiveOrgID, string(role)
+			id.Roles = append(id.Roles, string(role))
+		}
+	}
+	return id, nil
+}
+
+// platformRoles names platform roles apart from organization roles, which
+// share words ("admin"): "platform:admin", "platform:super-admin".
+func platformRoles(rs []string) []string {
+	out := make([]string, 0, len(rs)+1)
+	for _, r := range rs {
+		out = append(out, "platform:"+r)
+	}
+	return out
+}
+
+// sessionToken returns the session cookie's value; ErrNotMine without
+// one. Two cookies of the name (one tossed in by a sibling domain, say)
+// are refused rather than guessed between.
+func (v *SessionVerifier) sessionToken(req *extauthz.Request) (string, error) {
+	header, ok := req.Header("cookie")
+	if !ok {
+		return "", ErrNotMine
+	}
+	var tok string
+	n := 0
+	// Envoy joins repeated Cookie headers with ","; HTTP/2 and the
+	// cookie syntax join crumbs with ";".
+	for _, line := range splitCookieLines(header) {
+		cs, err := http.ParseCookie(line)
+		if err != nil {
+			continue // the upstream's cookies are not ours to judge
+		}
+		for _, c := range cs {
+			if c.Name == v.cookie {
+				tok = c.Value
+				n++
+			}
+		}
+	}
+	switch n {
+	case 0:
+		return "", ErrNotMine
+	case 1:
+		return tok, nil
+	}
+	return "", fmt.Errorf("%w: two session cookies", extauthz.ErrInvalidCredential)
+}
+
+// splitCookieLines splits a Cookie header that a proxy may have joined
+// from several with ","; cookie values cannot hold a "," unquoted.
+func splitCookieLines(h string) []string {
+	var out []string
+	start := 0
+	quoted := false
+	for i := 0; i < len(h); i++ {
+		switch h[i] {
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				out = append(out, h[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, h[start:])
+}
+
+// session returns the session with the digest, from memory, the feed or
+// the store.
+func (v *SessionVerifier) session(ctx context.Context, d token.Digest) (*identity.Session, error) {
+	now := v.now()
+	if s, ok := v.sessions.get(d, now, v.fresh.MaxAge()); ok {
+		return &s, nil
+	}
+	gen := v.sessions.generation()
+	s, err := v.feed.Session(ctx, d[:])
+	switch {
+	case err == nil:
+	case errors.Is(err, redisfeed.ErrRevoked):
+		return nil, fmt.Errorf("%w: session revoked", extauthz.ErrInvalidCredential)
+	default:
+		if !errors.Is(err, redisfeed.ErrMiss) {
+			v.log.LogAttrs(ctx, slog.LevelWarn, "session feed failed; reading the store", slog.Any("error", err))
+		}
+		s, err = v.store.SessionByDigest(ctx, d[:])
+		if errors.Is(err, identity.ErrNotFound) {
+			return nil, fmt.Errorf("%w: unknown session", extauthz.ErrInvalidCredential)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("session store: %w", err)
+		}
+		if len(s.TokenDigest) != len(d) || !token.Equal(token.Digest(s.TokenDigest), d) {
+			return nil, fmt.Errorf("%w: unknown session", extauthz.ErrInvalidCredential)
+		}
+	}
+	v.sessions.put(d, *s, gen, now, s.ExpiresAt)
+	return s, nil
+}
+
+// user returns the user, from memory or the store.
+func (v *SessionVerifier) user(ctx context.Context, id string) (*identity.User, error) {
+	now := v.now()
+	if u, ok := v.users.get(id, now, v.fresh.MaxAge()); ok {
+		return &u, nil
+	}
+	gen := v.users.generation()
+	u, err := v.store.UserByID(ctx, id)
+	if errors.Is(err, identity.ErrNotFound) {
+		return nil, fmt.Errorf("%w: the session's account is gone", extauthz.ErrInvalidCredential)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("user store: %w", err)
+	}
+	u.PasswordHash = "" // not kept in memory longer than the read
+	v.users.put(id, *u, gen, now, now.Add(24*time.Hour))
+	return u, nil
+}
+
+// role returns the user's role in the organization, "" when not a member.
+func (v *SessionVerifier) role(ctx context.Context, org, user string) (identity.Role, error) {
+	k := memberKey{org, user}
+	now := v.now()
+	if r, ok := v.members.get(k, now, v.fresh.MaxAge()); ok {
+		return r, nil
+	}
+	gen := v.members.generation()
+	var r identity.Role
+	m, err := v.store.Membership(ctx, org, user)
+	switch {
+	case err == nil:
+		r = m.Role
+	case !errors.Is(err, identity.ErrNotFound):
+		return "", fmt.Errorf("membership store: %w", err)
+	}
+	v.members.put(k, r, gen, now, now.Add(24*time.Hour))
+	return r, nil
+}
+
+// Evict drops what a revocation event makes stale: the sessions it names,
+// everything about a banned or deleted user, the memberships of a changed
+// member or a deleted organization.
+func (v *SessionVerifier) Evict(ev identity.Event) {
+	switch ev.Kind {
+	case identity.EventUserBanned, identity.EventUserDeleted:
+		v.users.evict(func(id string, _ identity.User) bool { return id == ev.UserID })
+		v.sessions.evict(func(_ token.Digest, s identity.Session) bool { return s.UserID == ev.UserID })
+		v.members.evict(func(k memberKey, _ identity.Role) bool { return k.user == ev.UserID })
+	case identity.EventMemberRemoved, identity.EventMemberChanged:
+		v.members.evict(func(k memberKey, _ identity.Role) bool { return k.org == ev.OrgID && k.user == ev.UserID })
+	case identity.EventOrgDeleted:
+		v.members.evict(func(k memberKey, _ identity.Role) bool { return k.org == ev.OrgID })
+	}
+	if len(ev.SessionIDs) > 0 {
+		v.sessions.evict(func(_ token.Digest, s identity.Session) bool { return slices.Contains(ev.SessionIDs, s.ID) })
+	}
+}
+
+// Purge forgets everything, when events may have been missed.
+func (v *SessionVerifier) Purge() {
+	v.sessions.evict(nil)
+	v.users.evict(nil)
+	v.members.evict(nil)
+}

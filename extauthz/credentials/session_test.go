@@ -1,0 +1,151 @@
+package credentials_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/extauthz/credentials"
+)
+
+func TestSessionVerifier(t *testing.T) {
+	for _, withRedis := range []bool{false, true} {
+		name := "sql"
+		if withRedis {
+			name = "redis"
+		}
+		t.Run(name, func(t *testing.T) { testSessionVerifier(t, withRedis) })
+	}
+}
+
+func cookie(tok string) string { return credentials.DefaultSessionCookie + "=" + tok }
+
+func testSessionVerifier(t *testing.T, withRedis bool) {
+	f := newFixture(t, withRedis)
+	ctx := context.Background()
+	ada := f.signUp(t, "ada@example.com")
+	bob := f.signUp(t, "bob@example.com")
+	root := f.signUp(t, "root@example.com")
+	if _, err := f.svc.BootstrapAdmin(ctx, root.Email, meta); err != nil {
+		t.Fatal(err)
+	}
+	org, err := f.svc.CreateOrg(ctx, ada.ID, "Acme", "UTC", meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, invite, err := f.svc.Invite(ctx, ada.ID, org.ID, bob.Email, "member", meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AcceptInvitation(ctx, bob.ID, invite, meta); err != nil {
+		t.Fatal(err)
+	}
+	la, lb, lr := f.login(t, ada.Email), f.login(t, bob.Email), f.login(t, root.Email)
+	if err := f.svc.SetActiveOrg(ctx, la.Session, org.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.SetActiveOrg(ctx, lb.Session, org.ID); err != nil {
+		t.Fatal(err)
+	}
+	opts := []credentials.SessionOption{credentials.WithSessionClock(f.clock.now)}
+	if f.feed != nil {
+		opts = append(opts, credentials.WithSessionFeed(f.feed))
+	}
+	v := credentials.NewSessionVerifier(f.store, credentials.FixedFreshness(time.Minute), opts...)
+	f.events.evictors = append(f.events.evictors, v)
+	verify := func(headers ...string) (extauthz.Identity, string) {
+		id, err := v.Verify(ctx, request("192.0.2.1", headers...))
+		return id, kind(err)
+	}
+
+	for _, c := range []struct {
+		name    string
+		headers []string
+		want    string
+		check   func(t *testing.T, id extauthz.Identity)
+	}{
+		{name: "ok/the owner's session", headers: []string{"cookie", "theme=dark; " + cookie(la.Token)}, want: "ok",
+			check: func(t *testing.T, id extauthz.Identity) {
+				if id.Method != extauthz.MethodSession || id.UserID != ada.ID || id.Tenant != org.ID || id.OrgRole != "owner" ||
+					id.Session.ID != la.Session.ID || !id.Session.AuthTime.Equal(la.Session.AuthTime) || !slices.Equal(id.Roles, []string{"owner"}) {
+					t.Errorf("identity %+v %+v", id, id.Session)
+				}
+			}},
+		{name: "ok/a platform admin without an org", headers: []string{"cookie", cookie(lr.Token)}, want: "ok",
+			check: func(t *testing.T, id extauthz.Identity) {
+				if id.Tenant != "" || !slices.Equal(id.Roles, []string{"platform:admin", "platform:super-admin"}) {
+					t.Errorf("identity %+v", id)
+				}
+			}},
+		{name: "ok/cookies joined by a proxy", headers: []string{"cookie", "a=1, " + cookie(lb.Token) + ", b=2"}, want: "ok"},
+		{name: "fail/two session cookies", headers: []string{"cookie", cookie(la.Token) + "; " + cookie(lb.Token)}, want: "invalid"},
+		{name: "fail/a forged token", headers: []string{"cookie", cookie("mcps_" + strings.Repeat("A", len(la.Token)-5))}, want: "invalid"},
+		{name: "fail/not a session token", headers: []string{"cookie", cookie("hello")}, want: "invalid"},
+		{name: "ok/not mine without the cookie", headers: []string{"cookie", "session=" + la.Token}, want: "not mine"},
+		{name: "ok/not mine without cookies", headers: nil, want: "not mine"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id, got := verify(c.headers...)
+			if got != c.want {
+				t.Fatalf("got %s, want %s", got, c.want)
+			}
+			if c.check != nil {
+				c.check(t, id)
+			}
+		})
+	}
+
+	t.Run("ok/a removed member keeps the session, not the tenant", func(t *testing.T) {
+		if id, _ := verify("cookie", cookie(lb.Token)); id.Tenant != org.ID {
+			t.Fatalf("before: %+v", id)
+		}
+		if err := f.svc.RemoveMember(ctx, ada.ID, org.ID, bob.ID, meta); err != nil {
+			t.Fatal(err)
+		}
+		id, got := verify("cookie", cookie(lb.Token))
+		if got != "ok" || id.Tenant != "" || id.OrgRole != "" || len(id.Roles) != 0 {
+			t.Fatalf("after removal: %s %+v", got, id)
+		}
+	})
+	t.Run("fail/logged out while cached", func(t *testing.T) {
+		if _, got := verify("cookie", cookie(la.Token)); got != "ok" {
+			t.Fatal(got)
+		}
+		if err := f.svc.RevokeSession(ctx, ada.ID, la.Session.ID, meta); err != nil {
+			t.Fatal(err)
+		}
+		if _, got := verify("cookie", cookie(la.Token)); got != "invalid" {
+			t.Fatalf("a logged-out session: %s", got)
+		}
+	})
+	t.Run("fail/banned while cached", func(t *testing.T) {
+		l := f.login(t, bob.Email)
+		if _, got := verify("cookie", cookie(l.Token)); got != "ok" {
+			t.Fatal(got)
+		}
+		if err := f.svc.Ban(ctx, lr.Session, bob.ID, "abuse", time.Time{}, meta); err != nil {
+			t.Fatal(err)
+		}
+		if _, got := verify("cookie", cookie(l.Token)); got != "invalid" {
+			t.Fatalf("a banned user's session: %s", got)
+		}
+	})
+	t.Run("fail/idle too long", func(t *testing.T) {
+		l := f.login(t, ada.Email)
+		f.clock.advance(13 * time.Hour)
+		if _, got := verify("cookie", cookie(l.Token)); got != "invalid" {
+			t.Fatalf("an idle-expired session: %s", got)
+		}
+	})
+	t.Run("fail/the store down and nothing cached is a backend error", func(t *testing.T) {
+		l := f.login(t, ada.Email)
+		f.store.down.Store(true)
+		defer f.store.down.Store(false)
+		if _, got := verify("cookie", cookie(l.Token)); !strings.HasPrefix(got, "backend") {
+			t.Fatalf("got %s", got)
+		}
+	})
+}
