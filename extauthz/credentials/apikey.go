@@ -86,10 +86,10 @@ func WithKeyCacheSize(n int) KeyOption {
 func NewAPIKeyVerifier(store KeyStore, fresh Freshness, opts ...KeyOption) *APIKeyVerifier {
 	v := &APIKeyVerifier{
 		store: store, fresh: fresh,
-		feed:  noFeed{}, usage: noUsage{},
-		now:   time.Now,
-		log:   slog.New(slog.DiscardHandler),
-		keys:  newMemo[token.Digest, *keyGrant](100_000),
+		feed: noFeed{}, usage: noUsage{},
+		now:  time.Now,
+		log:  slog.New(slog.DiscardHandler),
+		keys: newMemo[token.Digest, *keyGrant](100_000),
 	}
 	for _, o := range opts {
 		o(v)
@@ -256,7 +256,9 @@ func (v *APIKeyVerifier) Purge() { v.keys.evict(nil) }
 
 type noFeed struct{}
 
-func (noFeed) APIKey(context.Context, []byte) (*identity.APIKey, error) { return nil, redisfeed.ErrMiss }
+func (noFeed) APIKey(context.Context, []byte) (*identity.APIKey, error) {
+	return nil, redisfeed.ErrMiss
+}
 func (noFeed) Session(context.Context, []byte) (*identity.Session, error) {
 	return nil, redisfeed.ErrMiss
 }
