@@ -58,7 +58,8 @@ type Authorizer struct {
 	mcpOptions mcp.Options
 	mcpPaths   []string
 	headers    IdentityHeaders
-	record     bool // the decision log wants input and result documents
+	resource   *ProtectedResource // nil: no metadata served, challenges without resource_metadata
+	record     bool               // the decision log wants input and result documents
 }
 
 // Option configures an Authorizer.
@@ -137,6 +138,10 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 	case d.Allowed && req.FixedQuery && (len(d.QueryParametersToSet) > 0 || len(d.QueryParametersToRemove) > 0):
 		// Allowing would send upstream what the policy meant to change.
 		d, err = Deny(http.StatusInternalServerError, ReasonInternal), errQueryRewrite
+	case !d.Allowed:
+		if cerr := a.challenge(&d); cerr != nil {
+			d, err = Deny(http.StatusServiceUnavailable, ReasonPolicyError), cerr
+		}
 	}
 	d.DecisionID = id
 	a.finish(&in, &d)
@@ -173,6 +178,10 @@ func (a *Authorizer) decide(ctx context.Context, in *PolicyInput, res *PolicyRes
 	if err := validRequest(req); err != nil {
 		return Deny(http.StatusBadRequest, ReasonBadRequest), nil
 	}
+	// The metadata tells clients how to get a credential: it needs none.
+	if d, ok := a.resource.Serve(req.Method, req.Path); ok {
+		return d, nil
+	}
 	if err := a.parseBody(in); err != nil {
 		return a.rejectBody(in, err)
 	}
@@ -180,7 +189,9 @@ func (a *Authorizer) decide(ctx context.Context, in *PolicyInput, res *PolicyRes
 	id, err := a.identity.Verify(ctx, req)
 	switch {
 	case errors.Is(err, ErrInvalidCredential):
-		return Deny(http.StatusUnauthorized, ReasonUnauthorized), nil
+		d := Deny(http.StatusUnauthorized, ReasonUnauthorized)
+		d.Challenge = &invalidCredential
+		return d, nil
 	case err != nil:
 		return Deny(http.StatusServiceUnavailable, ReasonBackendFailure), fmt.Errorf("identity: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+
+	"github.com/mcpauthz/mcpauthz/mcp"
 )
 
 // Header is one HTTP header name/value pair.
@@ -46,6 +48,12 @@ type Decision struct {
 
 	// Body is the body of a denial.
 	Body string
+	// Challenge, on a denial, asks the client for (other) credentials: the
+	// Authorizer renders it as WWW-Authenticate with the protected
+	// resource's metadata URL added. A 401 without one still gets a bare
+	// Bearer challenge. It may be shared between decisions: never modify
+	// what it points to.
+	Challenge *mcp.Challenge
 	// DynamicMetadata is attached to the request for other proxy filters and
 	// the access log (JSON values).
 	DynamicMetadata map[string]any
@@ -66,6 +74,9 @@ const (
 	ReasonDeadline       = "deadline_exceeded"
 	ReasonBackendFailure = "backend_unavailable"
 	ReasonInternal       = "internal_error"
+	// ReasonResourceMetadata marks the direct response serving the
+	// protected resource metadata (status 200).
+	ReasonResourceMetadata = "resource_metadata"
 )
 
 // Errors the core distinguishes. Adapters and collaborators wrap them.

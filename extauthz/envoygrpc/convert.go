@@ -117,7 +117,10 @@ func metadata(md *corev3.Metadata) map[string]any {
 
 // toResponse renders a Decision as a CheckResponse. A denial is always a
 // denied response with a non-OK status, never an error response or a gRPC
-// error, so Envoy's failure_mode_allow cannot turn it into an allow.
+// error, so Envoy's failure_mode_allow cannot turn it into an allow. A
+// denial with HTTP status 200 is the authorizer answering the request
+// itself (the protected resource metadata): Envoy sends it to the client
+// as it is, and the request goes no further.
 func toResponse(d *extauthz.Decision) *authv3.CheckResponse {
 	resp := &authv3.CheckResponse{DynamicMetadata: dynamicMetadata(d.DynamicMetadata)}
 	if d.Allowed {

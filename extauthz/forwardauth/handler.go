@@ -16,6 +16,16 @@
 // 403, with the decided status in the X-Mcpauthz-Status header. nginx
 // auth_request passes on only 401 and 403 and turns anything else into 500;
 // its configuration can map other statuses with error_page.
+//
+// With Config.ProtectedResource the listener is also the MCP server's
+// OAuth 2.0 protected resource metadata endpoint (RFC 9728): a GET or HEAD
+// of /.well-known/oauth-protected-resource, or its path-inserted form for
+// the resource, sent to the listener itself is answered with the metadata
+// (200, application/json), not decided. nginx and Traefik deployments route
+// those paths to mcpauthz as an ordinary upstream, not through the auth
+// check: a check's 2xx would be an allow, so a check for them is refused.
+// Envoy's HTTP ext_authz service needs a path_prefix (PathPrefix) so its
+// checks are never taken for such a request.
 package forwardauth
 
 import (
@@ -62,6 +72,10 @@ type Config struct {
 	// id on every answer, for the proxy's access log (default
 	// extauthz.DefaultIdentityHeaders.DecisionID; "-" for none).
 	DecisionIDHeader string
+	// ProtectedResource, when set, is served at its metadata paths (GET
+	// and HEAD, 200, JSON) to callers that request them from this listener
+	// directly; nil serves nothing.
+	ProtectedResource *extauthz.ProtectedResource
 }
 
 // Handler answers forward-auth calls. It implements http.Handler.
@@ -73,6 +87,8 @@ type Handler struct {
 	now     func() time.Time
 	log     *slog.Logger
 	idName  string // header carrying the decision id, or ""
+	// resource is served at its metadata paths, or nil.
+	resource *extauthz.ProtectedResource
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -87,6 +103,8 @@ func NewHandler(checker Checker, cfg Config, log *slog.Logger) *Handler {
 		now:     cfg.Now,
 		log:     log,
 		idName:  cfg.DecisionIDHeader,
+
+		resource: cfg.ProtectedResource,
 	}
 	switch h.idName {
 	case "":
@@ -107,8 +125,12 @@ func NewHandler(checker Checker, cfg Config, log *slog.Logger) *Handler {
 }
 
 // ServeHTTP answers one forward-auth call. Faults, malformed calls and
-// panics become denials; no answer but an allowed decision is a 2xx.
+// panics become denials; no answer but an allowed decision, or the
+// protected resource metadata asked for directly, is a 2xx.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.serveMetadata(w, r) {
+		return
+	}
 	d := h.decide(r)
 	h.write(w, &d)
 }

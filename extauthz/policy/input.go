@@ -58,6 +58,7 @@ var keys = func() map[string]*ast.Term {
 		// decision
 		"allowed", "reason", "http_status", "body", "dynamic_metadata", "response_headers_to_add",
 		"request_headers_to_remove", "query_parameters_to_set", "query_parameters_to_remove",
+		"challenge", "error", "error_description", "scope", "max_age",
 		// headers
 		":authority", ":method", ":path", ":scheme", "accept", "accept-encoding",
 		"authorization", "content-length", "content-type", "cookie", "host", "user-agent",

@@ -9,12 +9,14 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/mcp"
 )
 
 // decision maps a policy result to a Decision the way OPA-Envoy does: a
 // boolean, or an object with "allowed" and optional response fields.
 // Unknown members are ignored; known members of the wrong type are errors,
-// and so is any other kind of result.
+// and so is any other kind of result. A denial may carry a challenge (see
+// challenge).
 func decision(v ast.Value) (extauthz.Decision, error) {
 	switch v := v.(type) {
 	case ast.Boolean:
@@ -68,6 +70,18 @@ func objectDecision(obj ast.Object) (extauthz.Decision, error) {
 
 	if !d.Allowed {
 		d.Status = http.StatusForbidden
+		if t := field("challenge"); t != nil {
+			if d.Challenge, err = challenge(t.Value); err != nil {
+				return d, fieldErr("challenge", err)
+			}
+			if extauthz.HasHeader(d.Headers, "www-authenticate") {
+				return d, fieldErr("challenge", errors.New("the headers set WWW-Authenticate too"))
+			}
+			d.Status = http.StatusUnauthorized
+			if st, ok := challengeStatus[d.Challenge.Error]; ok {
+				d.Status = st
+			}
+		}
 		if t := field("http_status"); t != nil {
 			if d.Status, err = status(t.Value); err != nil {
 				return d, fieldErr("http_status", err)
@@ -111,6 +125,81 @@ func objectDecision(obj ast.Object) (extauthz.Decision, error) {
 		}
 	}
 	return d, nil
+}
+
+// challengeStatus is the status of a denial whose challenge has this error
+// code, unless the policy sets http_status (RFC 6750, section 3.1; RFC
+// 9470, section 3); without an error code it is 401. The keys are the
+// error codes a challenge may have.
+var challengeStatus = map[string]int{
+	mcp.ChallengeInvalidRequest:                 http.StatusBadRequest,
+	mcp.ChallengeInvalidToken:                   http.StatusUnauthorized,
+	mcp.ChallengeInsufficientScope:              http.StatusForbidden,
+	mcp.ChallengeInsufficientUserAuthentication: http.StatusUnauthorized,
+}
+
+// challenge maps a decision's challenge object: {error, error_description,
+// scope, max_age}, each optional. error is one of the codes of RFC 6750 and
+// RFC 9470, error_description printable ASCII without '"' or '\', scope a
+// space-separated list of scope tokens and max_age a non-negative integer
+// (seconds). Unlike the decision itself, the object admits no other
+// members: a misspelt max_age would silently drop a step-up.
+func challenge(v ast.Value) (*mcp.Challenge, error) {
+	o, ok := v.(ast.Object)
+	if !ok {
+		return nil, errors.New("not an object")
+	}
+	c := &mcp.Challenge{}
+	ks := o.Keys()
+	sort.Slice(ks, func(i, j int) bool { return ks[i].Value.Compare(ks[j].Value) < 0 })
+	for _, k := range ks {
+		name, _ := k.Value.(ast.String)
+		val := o.Get(k).Value
+		var err error
+		switch name {
+		case "error":
+			c.Error, err = challengeString(name, val)
+			if _, known := challengeStatus[c.Error]; err == nil && !known {
+				err = fmt.Errorf("error %q is not one of %s, %s, %s, %s", c.Error, mcp.ChallengeInvalidRequest,
+					mcp.ChallengeInvalidToken, mcp.ChallengeInsufficientScope, mcp.ChallengeInsufficientUserAuthentication)
+			}
+		case "error_description":
+			c.ErrorDescription, err = challengeString(name, val)
+		case "scope":
+			c.Scope, err = challengeString(name, val)
+			if err == nil && !mcp.ValidScope(c.Scope) {
+				err = errors.New("scope is not a space-separated list of scope tokens")
+			}
+		case "max_age":
+			c.MaxAge, err = maxAge(val)
+		default:
+			err = fmt.Errorf("unknown member %v", k)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func maxAge(v ast.Value) (*int, error) {
+	if n, ok := v.(ast.Number); ok {
+		if age, ok := n.Int(); ok && age >= 0 {
+			return &age, nil
+		}
+	}
+	return nil, fmt.Errorf("max_age %v is not a non-negative integer", v)
+}
+
+func challengeString(name ast.String, v ast.Value) (string, error) {
+	s, ok := v.(ast.String)
+	if !ok {
+		return "", fmt.Errorf("%s is not a string", name)
+	}
+	return string(s), nil
 }
 
 func fieldErr(name string, err error) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
+	"github.com/mcpauthz/mcpauthz/mcp"
 )
 
 // hs builds headers from name, value pairs.
@@ -73,6 +74,38 @@ func TestResultMapping(t *testing.T) {
 		{"ok/denied without status is 403", `{"allowed": false}`, extauthz.Decision{Status: http.StatusForbidden, Reason: extauthz.ReasonPolicyDenied}},
 		{"ok/denied 429", `{"allowed": false, "http_status": 429, "headers": {"retry-after": "30"}}`,
 			extauthz.Decision{Status: http.StatusTooManyRequests, Reason: extauthz.ReasonPolicyDenied, Headers: hs("retry-after", "30")}},
+		{"ok/insufficient_scope challenge is 403", `{"allowed": false, "challenge": {"error": "insufficient_scope", "scope": "tools:call admin"}}`,
+			extauthz.Decision{Status: http.StatusForbidden, Reason: extauthz.ReasonPolicyDenied,
+				Challenge: &mcp.Challenge{Error: mcp.ChallengeInsufficientScope, Scope: "tools:call admin"}}},
+		{"ok/step-up challenge is 401", `{"allowed": false, "reason": "stale", "challenge": {"error": "insufficient_user_authentication", "error_description": "Sign in again", "max_age": 300}}`,
+			extauthz.Decision{Status: http.StatusUnauthorized, Reason: "stale",
+				Challenge: &mcp.Challenge{Error: mcp.ChallengeInsufficientUserAuthentication, ErrorDescription: "Sign in again", MaxAge: new(300)}}},
+		{"ok/max_age zero", `{"allowed": false, "challenge": {"error": "insufficient_user_authentication", "max_age": 0}}`,
+			extauthz.Decision{Status: http.StatusUnauthorized, Reason: extauthz.ReasonPolicyDenied,
+				Challenge: &mcp.Challenge{Error: mcp.ChallengeInsufficientUserAuthentication, MaxAge: new(0)}}},
+		{"ok/empty challenge is 401", `{"allowed": false, "challenge": {}}`,
+			extauthz.Decision{Status: http.StatusUnauthorized, Reason: extauthz.ReasonPolicyDenied, Challenge: &mcp.Challenge{}}},
+		{"ok/invalid_request challenge is 400", `{"allowed": false, "challenge": {"error": "invalid_request"}}`,
+			extauthz.Decision{Status: http.StatusBadRequest, Reason: extauthz.ReasonPolicyDenied, Challenge: &mcp.Challenge{Error: mcp.ChallengeInvalidRequest}}},
+		{"ok/http_status overrides the challenge's", `{"allowed": false, "http_status": 403, "challenge": {"error": "invalid_token"}}`,
+			extauthz.Decision{Status: http.StatusForbidden, Reason: extauthz.ReasonPolicyDenied, Challenge: &mcp.Challenge{Error: mcp.ChallengeInvalidToken}}},
+		{"ok/challenge ignored on allow", `{"allowed": true, "challenge": "not even an object"}`, extauthz.Decision{Allowed: true}},
+		{"fail/challenge not an object", `{"allowed": false, "challenge": "Bearer"}`, extauthz.Decision{}},
+		{"fail/challenge error unknown", `{"allowed": false, "challenge": {"error": "access_denied"}}`, extauthz.Decision{}},
+		{"fail/challenge error empty", `{"allowed": false, "challenge": {"error": ""}}`, extauthz.Decision{}},
+		{"fail/challenge error not a string", `{"allowed": false, "challenge": {"error": 401}}`, extauthz.Decision{}},
+		{"fail/challenge scope with a quote", `{"allowed": false, "challenge": {"scope": "a\"b"}}`, extauthz.Decision{}},
+		{"fail/challenge scope with a double space", `{"allowed": false, "challenge": {"scope": "a  b"}}`, extauthz.Decision{}},
+		{"fail/challenge scope empty", `{"allowed": false, "challenge": {"scope": ""}}`, extauthz.Decision{}},
+		{"fail/challenge scope as an array", `{"allowed": false, "challenge": {"scope": ["a", "b"]}}`, extauthz.Decision{}},
+		{"fail/challenge description with a newline", `{"allowed": false, "challenge": {"error_description": "a\r\nx-evil: 1"}}`, extauthz.Decision{}},
+		{"fail/challenge description with a quote", `{"allowed": false, "challenge": {"error_description": "say \"hi\""}}`, extauthz.Decision{}},
+		{"fail/challenge max_age negative", `{"allowed": false, "challenge": {"max_age": -1}}`, extauthz.Decision{}},
+		{"fail/challenge max_age not an integer", `{"allowed": false, "challenge": {"max_age": 1.5}}`, extauthz.Decision{}},
+		{"fail/challenge max_age a string", `{"allowed": false, "challenge": {"max_age": "300"}}`, extauthz.Decision{}},
+		{"fail/challenge max_age huge", `{"allowed": false, "challenge": {"max_age": 1e40}}`, extauthz.Decision{}},
+		{"fail/challenge unknown member", `{"allowed": false, "challenge": {"max-age": 300}}`, extauthz.Decision{}},
+		{"fail/challenge and a WWW-Authenticate header", `{"allowed": false, "headers": {"WWW-Authenticate": "Bearer"}, "challenge": {}}`, extauthz.Decision{}},
 		{"fail/missing allowed", `{"headers": {"x": "1"}}`, extauthz.Decision{}},
 		{"fail/allowed is a string", `{"allowed": "true"}`, extauthz.Decision{}},
 		{"fail/allowed is a number", `{"allowed": 1}`, extauthz.Decision{}},
