@@ -128,7 +128,7 @@ type fixture struct {
 
 // newFixture is an identity service on SQLite, with Redis as its
 // write-through when MCPAUTHZ_TEST_REDIS_URL is set and redis is asked for.
-func newFixture(t *testing.T, withRedis bool) *fixture {
+func newFixture(t testing.TB, withRedis bool) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "id.db"))
@@ -175,7 +175,7 @@ func newFixture(t *testing.T, withRedis bool) *fixture {
 	return f
 }
 
-func (f *fixture) signUp(t *testing.T, email string) *identity.User {
+func (f *fixture) signUp(t testing.TB, email string) *identity.User {
 	t.Helper()
 	u, err := f.svc.SignUp(context.Background(), identity.SignUp{Email: email, Password: goodPassword, Consents: []identity.Consent{
 		{Kind: "privacy_policy", Version: "2026-01", Granted: true}, {Kind: "terms", Version: "2026-01", Granted: true},
@@ -186,7 +186,7 @@ func (f *fixture) signUp(t *testing.T, email string) *identity.User {
 	return u
 }
 
-func (f *fixture) login(t *testing.T, email string) *identity.Login {
+func (f *fixture) login(t testing.TB, email string) *identity.Login {
 	t.Helper()
 	l, err := f.svc.Login(context.Background(), email, goodPassword, meta)
 	if err != nil {

@@ -1,0 +1,4 @@
+package credentials
+
+// PrivateRedis starts a redis-server of the test's own (see privateRedis).
+var PrivateRedis = privateRedis
