@@ -34,6 +34,7 @@ type Config struct {
 	DecisionLog DecisionLogConfig `yaml:"decision_log"`
 	Runtime     RuntimeConfig     `yaml:"runtime"`
 	Identity    IdentityConfig    `yaml:"identity"`
+	Credentials CredentialsConfig `yaml:"credentials"`
 }
 
 // RuntimeConfig tunes the Go runtime's garbage collector.
@@ -177,6 +178,7 @@ func Defaults() Config {
 		DecisionLog: DecisionLogConfig{Buffer: decisionlog.DefaultBuffer},
 		Runtime:     RuntimeConfig{GCPercent: DefaultGCPercent},
 		Identity:    identityDefaults(),
+		Credentials: credentialsDefaults(),
 	}
 }
 
@@ -379,6 +381,9 @@ func (c *Config) Validate() error {
 		if err := decisionlog.CheckMask(m); err != nil {
 			bad("decision_log.mask: %v", err)
 		}
+	}
+	if err := c.Credentials.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Identity.validate(); err != nil {
 		errs = append(errs, err)

@@ -32,6 +32,8 @@ func devDefaults(dataDir string) Config {
 	cfg.Identity.KEKFile = filepath.Join(dataDir, "kek")
 	cfg.Identity.Tokens.Issuer = "http://127.0.0.1:9193"
 	cfg.Identity.Tokens.Audience = "http://127.0.0.1:9192/mcp"
+	cfg.Credentials.APIKeys = true
+	cfg.Credentials.Sessions = true
 	return cfg
 }
 
@@ -92,13 +94,18 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	}
 	log := newLogger(cfg.Log, stderr)
 	tuneRuntime(cfg.Runtime, os.Getenv, os.ReadFile, log)
-	side, err := buildSidecar(ctx, cfg, stdout, log)
+	// One process: the sidecar reads the identity service's store, and
+	// hears its revocations directly.
+	events := &localEvents{}
+	id, err := buildIdentity(ctx, cfg.Identity, log, identity.WithEvents(events))
 	if err != nil {
 		return err
 	}
-	id, err := buildIdentity(ctx, cfg.Identity, log)
+	store := id.shareStore()
+	defer store.Close() // after both have stopped
+	side, err := buildSidecar(ctx, cfg, stdout, log, withIdentity(store, id.usage, events))
 	if err != nil {
-		side.close()
+		id.close()
 		return err
 	}
 	boot, err := bootstrapDev(ctx, id.svc, id.store)
@@ -196,6 +203,8 @@ The password and the key are shown this once; only their hashes are kept.
   curl -s http://{{identity}}/v1/sessions -H 'content-type: application/json' -d '{"email":"{{email}}","password":"{{password}}"}'
   # exchange the API key for a short-lived JWT, verifiable with http://{{identity}}/.well-known/jwks.json
   curl -s -X POST http://{{identity}}/v1/token -H 'x-api-key: {{key}}'
+  # the sidecar knows the key: the answer carries x-mcpauthz-user, -tenant and -auth-method for the upstream
+  curl -i -X POST http://{{http}}/mcp -H 'x-api-key: {{key}}' -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}'
 `
 
 const devLaterRun = `The identity store in {{data}} is set up; its admin ({{email}}) was printed on the first run.

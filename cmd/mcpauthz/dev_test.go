@@ -102,6 +102,54 @@ func TestDevBootstrap(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("the dev admin lists users: %d", res.StatusCode)
 	}
+	// The sidecar knows the key: allowed, with the key's identity for the
+	// upstream; a forged key is refused.
+	sidecar := "http://" + first.field(t, `HTTP forward-auth\s+(\S+)`) + "/mcp"
+	call := func(key string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", sidecar, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Api-Key", key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	if res := call(key); res.StatusCode != 200 || res.Header.Get("X-Mcpauthz-Auth-Method") != "api_key" || res.Header.Get("X-Mcpauthz-Tenant") == "" {
+		t.Fatalf("the sidecar with the printed key: %d %v", res.StatusCode, res.Header)
+	}
+	if res := call(key[:len(key)-2] + "xx"); res.StatusCode != 401 {
+		t.Fatalf("the sidecar with a forged key: %d", res.StatusCode)
+	}
+	// Revoked through the identity API, refused by the sidecar at once.
+	org := first.field(t, `Organization\s+dev \((\S+)\)`)
+	keys := api + "/v1/orgs/" + org + "/api-keys"
+	req, _ = http.NewRequest("GET", keys, nil)
+	req.Header.Set("Authorization", "Bearer "+body["token"].(string))
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed struct {
+		APIKeys []struct{ ID string } `json:"api_keys"`
+	}
+	json.NewDecoder(res.Body).Decode(&listed)
+	res.Body.Close()
+	if len(listed.APIKeys) != 1 {
+		t.Fatalf("keys: %+v", listed)
+	}
+	req, _ = http.NewRequest("DELETE", keys+"/"+listed.APIKeys[0].ID, nil)
+	req.Header.Set("Authorization", "Bearer "+body["token"].(string))
+	if res, err = http.DefaultClient.Do(req); err != nil || res.StatusCode != 204 {
+		t.Fatalf("revoking the key: %v %v", res, err)
+	}
+	res.Body.Close()
+	if res := call(key); res.StatusCode != 401 {
+		t.Fatalf("the sidecar with the revoked key: %d", res.StatusCode)
+	}
+
 	if c := first.stop(); c != 0 {
 		t.Fatalf("dev exited with %d", c)
 	}
@@ -112,9 +160,14 @@ func TestDevBootstrap(t *testing.T) {
 	if !strings.Contains(out, "is set up") || strings.Contains(out, password) || strings.Contains(out, key) {
 		t.Fatalf("second run banner:\n%s", out)
 	}
+	// The admin from the first run still signs in.
+	if code, _ := post(t, "http://"+second.field(t, `Identity API\s+http://(\S+)`)+"/v1/sessions", http.Header{},
+		`{"email":"`+email+`","password":"`+password+`"}`); code != 201 {
+		t.Fatalf("the first run's admin after a restart: %d", code)
+	}
 	api = "http://" + second.field(t, `Identity API\s+http://(\S+)`)
-	if code, body := post(t, api+"/v1/token", http.Header{"X-Api-Key": {key}}, ""); code != 200 {
-		t.Fatalf("the key from the first run after a restart: %d %v", code, body)
+	if code, body := post(t, api+"/v1/token", http.Header{"X-Api-Key": {key}}, ""); code != 401 {
+		t.Fatalf("the key revoked in the first run after a restart: %d %v", code, body)
 	}
 }
 

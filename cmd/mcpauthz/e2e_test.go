@@ -110,7 +110,13 @@ func TestDevEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
+	// A credential that does not verify is refused, never taken for none.
 	resp, err := client.Check(ctx, checkRequest("echo", map[string]string{"authorization": "Bearer super-secret-token"}))
+	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_Unauthorized {
+		t.Fatalf("echo with a bad token: %v %v", resp, err)
+	}
+	// Cookies that are not the session's are the upstream's business.
+	resp, err = client.Check(ctx, checkRequest("echo", map[string]string{"cookie": "tracker=super-secret-cookie"}))
 	if err != nil || resp.GetStatus().GetCode() != int32(codes.OK) {
 		t.Fatalf("echo: %v %v", resp, err)
 	}
@@ -154,14 +160,14 @@ func TestDevEndToEnd(t *testing.T) {
 		}
 		events = append(events, ev)
 	}
-	if len(events) != 4 {
-		t.Fatalf("%d decision log events, want 4:\n%s", len(events), stdout.String())
+	if len(events) != 5 {
+		t.Fatalf("%d decision log events, want 5:\n%s", len(events), stdout.String())
 	}
-	if strings.Contains(stdout.String(), "super-secret-token") {
-		t.Fatal("the authorization header reached the decision log")
+	if strings.Contains(stdout.String(), "super-secret") {
+		t.Fatal("a credential header reached the decision log")
 	}
-	erased, _ := json.Marshal(events[0]["erased"])
-	if !strings.Contains(string(erased), "/input/attributes/request/http/headers/authorization") {
+	erased, _ := json.Marshal(events[1]["erased"])
+	if !strings.Contains(string(erased), "/input/attributes/request/http/headers/cookie") {
 		t.Fatalf("erased = %s", erased)
 	}
 }

@@ -47,7 +47,9 @@ type identityServer struct {
 	closers []io.Closer
 }
 
-func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger) (_ *identityServer, err error) {
+// extra options are applied last (dev hands revocation events to the
+// sidecar in process).
+func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger, extra ...identity.Option) (_ *identityServer, err error) {
 	s := &identityServer{log: log}
 	defer func() {
 		if err != nil {
@@ -79,6 +81,7 @@ func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger) (_ *
 		}
 		opts = append(opts, identity.WithCache(feed), identity.WithEvents(feed))
 	}
+	opts = append(opts, extra...)
 	if s.svc, err = identity.NewService(s.store, audit, c.serviceConfig(), rand.Reader, opts...); err != nil {
 		return nil, err
 	}
@@ -139,6 +142,18 @@ func (s *identityServer) close() {
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		s.closers[i].Close()
 	}
+}
+
+// shareStore hands the store to the caller, who closes it once everyone
+// sharing it has stopped: Run no longer closes it.
+func (s *identityServer) shareStore() *sqlstore.Store {
+	for i, c := range s.closers {
+		if c == io.Closer(s.store) {
+			s.closers = append(s.closers[:i], s.closers[i+1:]...)
+			break
+		}
+	}
+	return s.store
 }
 
 // Addr is the address the API listens on.

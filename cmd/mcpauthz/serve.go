@@ -25,6 +25,8 @@ import (
 	"github.com/mcpauthz/mcpauthz/extauthz/envoygrpc"
 	"github.com/mcpauthz/mcpauthz/extauthz/forwardauth"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
+	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/mcp"
 	"github.com/mcpauthz/mcpauthz/policies"
 )
@@ -45,10 +47,18 @@ type sidecar struct {
 	httpLis   net.Listener
 	decisions *decisionlog.Logger
 	closers   []io.Closer
+
+	store      *sqlstore.Store    // the identity store, when credentials read it
+	usage      *identity.KeyUsage // where API key use is recorded
+	local      *localEvents       // revocation events in process (dev)
+	background []func(context.Context) error
 }
 
-func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (_ *sidecar, err error) {
+func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, opts ...sidecarOption) (_ *sidecar, err error) {
 	s := &sidecar{cfg: cfg, log: log}
+	for _, o := range opts {
+		o(s)
+	}
 	defer func() {
 		if err != nil {
 			s.close() // release the ports and files taken so far
@@ -75,7 +85,12 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	opts := []extauthz.Option{
+	verifier, err := s.buildCredentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	aopts := []extauthz.Option{
+		extauthz.WithIdentityVerifier(verifier),
 		extauthz.WithTimeout(time.Duration(cfg.Policy.Timeout)),
 		extauthz.WithLogger(log),
 		extauthz.WithMCP(mcp.Options{AllowBatches: cfg.MCP.AllowBatches}, cfg.MCP.Paths...),
@@ -95,10 +110,10 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, extauthz.WithDecisionLogger(s.decisions))
+		aopts = append(aopts, extauthz.WithDecisionLogger(s.decisions))
 	}
 	evaluator := policy.NewEvaluator(s.engine, policy.WithFullInput(cfg.Policy.FullInput))
-	s.authz = extauthz.NewAuthorizer(evaluator, ids.Next, opts...)
+	s.authz = extauthz.NewAuthorizer(evaluator, ids.Next, aopts...)
 
 	grpcTLS, err := serverTLS(cfg.GRPC.TLS)
 	if err != nil {
@@ -215,6 +230,9 @@ func (s *sidecar) Run(ctx context.Context) error {
 			_ = s.decisions.Run(logCtx)
 		}()
 		defer func() { stopLog(); <-decisionsDone }()
+	}
+	for _, run := range s.background {
+		g.Go(func() error { return run(ctx) })
 	}
 	g.Go(func() error { return s.reloadOnHangup(ctx) })
 	return g.Wait()

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/extauthz/credentials"
+	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
+	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
+)
+
+// CredentialsConfig is what the sidecar verifies. API keys and sessions
+// are read from the identity store (identity.store), through the identity
+// service's Redis write-through when redis is set.
+type CredentialsConfig struct {
+	// APIKeys verifies API keys (x-api-key, Authorization: Bearer mcpk_…).
+	APIKeys bool `yaml:"api_keys"`
+	// Sessions verifies the identity service's session cookie.
+	Sessions      bool   `yaml:"sessions"`
+	SessionCookie string `yaml:"session_cookie"`
+	// Redis is the identity service's Redis (identity.redis): the
+	// write-through read before the store, and the revocation events.
+	Redis       string `yaml:"redis"`
+	RedisPrefix string `yaml:"redis_prefix"`
+	// CacheSize bounds the credentials kept in memory, per kind.
+	CacheSize int `yaml:"cache_size"`
+	// LiveMaxAge is how long a credential is trusted from memory while
+	// revocation events arrive; DegradedMaxAge while they may be missed
+	// (and always without Redis).
+	LiveMaxAge     Duration `yaml:"live_max_age"`
+	DegradedMaxAge Duration `yaml:"degraded_max_age"`
+}
+
+func credentialsDefaults() CredentialsConfig {
+	return CredentialsConfig{
+		SessionCookie:  credentials.DefaultSessionCookie,
+		RedisPrefix:    redisfeed.DefaultPrefix,
+		CacheSize:      100_000,
+		LiveMaxAge:     Duration(credentials.DefaultLiveMaxAge),
+		DegradedMaxAge: Duration(credentials.DefaultDegradedMaxAge),
+	}
+}
+
+func (c CredentialsConfig) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if (&http.Cookie{Name: c.SessionCookie, Value: "v"}).Valid() != nil {
+		bad("credentials.session_cookie: %q is not a cookie name", c.SessionCookie)
+	}
+	if c.Redis != "" {
+		if _, err := redis.ParseURL(c.Redis); err != nil {
+			bad("credentials.redis: not a valid Redis URL") // it may hold a password
+		}
+	}
+	if c.CacheSize < 1 {
+		bad("credentials.cache_size: must be at least 1")
+	}
+	if c.DegradedMaxAge <= 0 || c.LiveMaxAge < c.DegradedMaxAge {
+		bad("credentials: degraded_max_age must be positive and at most live_max_age")
+	}
+	return errors.Join(errs...)
+}
+
+// needsStore reports whether the credentials read the identity store.
+func (c CredentialsConfig) needsStore() bool { return c.APIKeys || c.Sessions }
+
+// localEvents hands the identity service's revocation events to the
+// sidecar's caches in the same process (`mcpauthz dev`): nothing can be
+// missed, so reads may be trusted for the live age.
+type localEvents struct {
+	mu       sync.Mutex
+	evictors []credentials.Evictor
+}
+
+func (l *localEvents) Publish(_ context.Context, ev identity.Event) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.evictors {
+		e.Evict(ev)
+	}
+	return nil
+}
+
+func (l *localEvents) listen(es []credentials.Evictor) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.evictors = append(l.evictors, es...)
+}
+
+// sidecarOption gives buildSidecar what another part of the process
+// shares with it.
+type sidecarOption func(*sidecar)
+
+// withIdentity shares the identity service's store, its record of API
+// key use and, in process, its revocation events.
+func withIdentity(store *sqlstore.Store, usage *identity.KeyUsage, events *localEvents) sidecarOption {
+	return func(s *sidecar) { s.store, s.usage, s.local = store, usage, events }
+}
+
+// buildCredentials returns the chain of verifiers the configuration asks
+// for, or the anonymous verifier when it asks for none.
+func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifier, error) {
+	c := s.cfg.Credentials
+	if !c.needsStore() {
+		return extauthz.AnonymousVerifier{}, nil
+	}
+	if s.store == nil {
+		st, err := openIdentityStore(ctx, s.cfg.Identity)
+		if err != nil {
+			return nil, fmt.Errorf("credentials: %w", err)
+		}
+		s.store = st
+		s.closers = append(s.closers, st)
+	}
+	var fresh credentials.Freshness = credentials.FixedFreshness(c.DegradedMaxAge)
+	if s.local != nil {
+		fresh = credentials.FixedFreshness(c.LiveMaxAge)
+	}
+	var feed *redisfeed.Feed
+	var rdb *redis.Client
+	if c.Redis != "" {
+		opt, err := redis.ParseURL(c.Redis)
+		if err != nil {
+			return nil, errors.New("credentials.redis: not a valid Redis URL")
+		}
+		opt.ContextTimeoutEnabled = true
+		// A decision has 100 ms by default: a paused Redis must not take
+		// it all; the store is asked next.
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 50*time.Millisecond, 30*time.Millisecond, 30*time.Millisecond
+		rdb = redis.NewClient(opt)
+		s.closers = append(s.closers, rdb)
+		if feed, err = redisfeed.New(rdb, redisfeed.WithPrefix(c.RedisPrefix), redisfeed.WithTimeout(30*time.Millisecond)); err != nil {
+			return nil, err
+		}
+	}
+	var verifiers []credentials.Verifier
+	var evictors []credentials.Evictor
+	// Freshness is read at each lookup, so the revocation listener can be
+	// made after the verifiers it evicts from.
+	freshness := &freshnessRef{f: fresh}
+	if c.APIKeys {
+		opts := []credentials.KeyOption{credentials.WithKeyLogger(s.log), credentials.WithKeyCacheSize(c.CacheSize)}
+		if feed != nil {
+			opts = append(opts, credentials.WithKeyFeed(feed))
+		}
+		if s.usage == nil {
+			s.usage = identity.NewKeyUsage(s.store, keyUsageEvery, s.log)
+			s.background = append(s.background, s.usage.Run)
+		}
+		opts = append(opts, credentials.WithKeyUsage(s.usage))
+		v := credentials.NewAPIKeyVerifier(s.store, freshness, opts...)
+		verifiers, evictors = append(verifiers, v), append(evictors, v)
+	}
+	if c.Sessions {
+		opts := []credentials.SessionOption{credentials.WithSessionLogger(s.log), credentials.WithSessionCookie(c.SessionCookie),
+			credentials.WithSessionCacheSize(c.CacheSize)}
+		if feed != nil {
+			opts = append(opts, credentials.WithSessionFeed(feed))
+		}
+		v := credentials.NewSessionVerifier(s.store, freshness, opts...)
+		verifiers, evictors = append(verifiers, v), append(evictors, v)
+	}
+	switch {
+	case s.local != nil:
+		s.local.listen(evictors)
+	case rdb != nil:
+		r := credentials.NewRevocations(rdb, c.RedisPrefix, evictors,
+			credentials.WithMaxAges(time.Duration(c.LiveMaxAge), time.Duration(c.DegradedMaxAge)),
+			credentials.WithRevocationLogger(s.log))
+		freshness.f = r
+		s.background = append(s.background, r.Run)
+	}
+	return credentials.NewChain(verifiers...), nil
+}
+
+// freshnessRef lets the freshness be chosen after the verifiers using it
+// are built; it is set before anything is served.
+type freshnessRef struct{ f credentials.Freshness }
+
+func (r *freshnessRef) MaxAge() time.Duration { return r.f.MaxAge() }
