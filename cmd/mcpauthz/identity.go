@@ -75,7 +75,7 @@ func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger, extr
 	s.usage = identity.NewKeyUsage(s.store, keyUsageEvery, log)
 	opts := []identity.Option{identity.WithLogger(log), identity.WithKeyUsage(s.usage)}
 	if c.Redis != "" {
-		feed, err := s.openRedis(c.Redis)
+		feed, err := s.openRedis(c.Redis, c.RedisPrefix)
 		if err != nil {
 			return nil, err
 		}
@@ -126,7 +126,7 @@ func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger, extr
 // openRedis connects the write-through cache and the revocation events.
 // Every call is bounded: a paused Redis delays a change by at most the
 // timeout, and Postgres stays the source of truth.
-func (s *identityServer) openRedis(rawURL string) (*redisfeed.Feed, error) {
+func (s *identityServer) openRedis(rawURL, prefix string) (*redisfeed.Feed, error) {
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, errors.New("identity.redis: not a valid Redis URL") // the URL may hold a password
@@ -135,7 +135,7 @@ func (s *identityServer) openRedis(rawURL string) (*redisfeed.Feed, error) {
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = redisTimeout, redisTimeout, redisTimeout
 	rdb := redis.NewClient(opt)
 	s.closers = append(s.closers, rdb)
-	return redisfeed.New(rdb, redisfeed.WithTimeout(redisTimeout))
+	return redisfeed.New(rdb, redisfeed.WithTimeout(redisTimeout), redisfeed.WithPrefix(prefix))
 }
 
 func (s *identityServer) close() {

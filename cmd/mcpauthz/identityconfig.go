@@ -20,6 +20,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/password"
 	"github.com/mcpauthz/mcpauthz/identity/postgres"
+	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/identity/token"
@@ -66,6 +67,9 @@ type IdentityConfig struct {
 	// Redis is a redis://, rediss:// or unix:// URL for the session cache
 	// and revocation events; empty means none.
 	Redis string `yaml:"redis"`
+	// RedisPrefix starts every key and the events channel in Redis; the
+	// sidecars' credentials.redis_prefix must be the same.
+	RedisPrefix string `yaml:"redis_prefix"`
 	// TrustedProxies are the peers whose X-Forwarded-For the identity API
 	// believes.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -172,6 +176,7 @@ func identityDefaults() IdentityConfig {
 			FreshAuth:   Duration(svc.FreshAuth),
 		},
 		TrustedProxies: []string{"127.0.0.1/32", "::1/128"},
+		RedisPrefix:    redisfeed.DefaultPrefix,
 	}
 }
 
@@ -241,6 +246,9 @@ func (c IdentityConfig) validate() error {
 		bad("identity.sessions.fresh_auth: must be positive")
 	}
 
+	if c.RedisPrefix == "" || strings.ContainsAny(c.RedisPrefix, " {}") {
+		bad("identity.redis_prefix: must be set, without spaces or braces")
+	}
 	if c.Redis != "" {
 		if u, err := url.Parse(c.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
 			bad("identity.redis: not a redis://, rediss:// or unix:// URL")

@@ -132,6 +132,10 @@ func (r *Revocations) Run(ctx context.Context) error {
 func (r *Revocations) listen(ctx context.Context) error {
 	ps := r.rdb.Subscribe(ctx, r.channel)
 	defer ps.Close()
+	// A receive waits out its timeout whatever ctx says; closing the
+	// subscription ends it at once.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
 	pinged := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, r.ping)

@@ -110,8 +110,12 @@ func TestRevocations(t *testing.T) {
 	go func() { done <- r.Run(ctx) }()
 	defer func() {
 		cancel()
+		start := time.Now()
 		if err := <-done; err != nil {
 			t.Error(err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("Run took %v to stop", took)
 		}
 	}()
 	eventually(t, "live", r.Live)
