@@ -19,6 +19,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/extauthz/decisionlog"
+	"github.com/mcpauthz/mcpauthz/mcp"
 )
 
 // Config is the sidecar's configuration. Values come, each overriding the
@@ -104,6 +105,29 @@ type PolicyConfig struct {
 type MCPConfig struct {
 	Paths        []string `yaml:"paths"`
 	AllowBatches bool     `yaml:"allow_batches"`
+	// Resource, when its url is set, is published as OAuth protected
+	// resource metadata (RFC 9728) and named in every 401's challenge.
+	Resource ResourceConfig `yaml:"resource"`
+}
+
+// ResourceConfig describes the protected MCP server for its metadata.
+type ResourceConfig struct {
+	URL                  string   `yaml:"url"` // what clients call: https://mcp.example.com/mcp
+	AuthorizationServers []string `yaml:"authorization_servers"`
+	ScopesSupported      []string `yaml:"scopes_supported"`
+	Name                 string   `yaml:"name"`
+	Documentation        string   `yaml:"documentation"`
+}
+
+// protectedResource builds the metadata, or nil without a url.
+func (r ResourceConfig) protectedResource() (*extauthz.ProtectedResource, error) {
+	if r.URL == "" {
+		return nil, nil
+	}
+	return extauthz.NewProtectedResource(mcp.ResourceMetadata{
+		Resource: r.URL, AuthorizationServers: r.AuthorizationServers, ScopesSupported: r.ScopesSupported,
+		ResourceName: r.Name, ResourceDocumentation: r.Documentation,
+	})
 }
 
 // HeadersConfig names the identity headers sent upstream. It has the
@@ -381,6 +405,9 @@ func (c *Config) Validate() error {
 		if err := decisionlog.CheckMask(m); err != nil {
 			bad("decision_log.mask: %v", err)
 		}
+	}
+	if _, err := c.MCP.Resource.protectedResource(); err != nil {
+		bad("mcp.resource: %v", err)
 	}
 	if err := c.Credentials.validate(); err != nil {
 		errs = append(errs, err)

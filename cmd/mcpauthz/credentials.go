@@ -37,6 +37,53 @@ type CredentialsConfig struct {
 	// (and always without Redis).
 	LiveMaxAge     Duration `yaml:"live_max_age"`
 	DegradedMaxAge Duration `yaml:"degraded_max_age"`
+	// JWT verifies bearer JWTs from the issuers listed.
+	JWT JWTConfig `yaml:"jwt"`
+}
+
+// JWTConfig lists the issuers whose tokens are accepted.
+type JWTConfig struct {
+	Issuers []JWTIssuerConfig `yaml:"issuers"`
+	// MaxTokenLifetime is the longest exp − iat accepted (1h; Entra ID
+	// needs 90m).
+	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
+}
+
+// JWTIssuerConfig is one issuer: credentials.JWTIssuer in YAML.
+type JWTIssuerConfig struct {
+	Issuer         string         `yaml:"issuer"`
+	JWKSURL        string         `yaml:"jwks_url"`
+	JWKSFile       string         `yaml:"jwks_file"`
+	AllowHTTP      bool           `yaml:"allow_http"`
+	Algorithms     []string       `yaml:"algorithms"`
+	Audiences      []string       `yaml:"audiences"`
+	RequiredClaims []string       `yaml:"required_claims"`
+	Leeway         Duration       `yaml:"leeway"`
+	Claims         JWTClaimConfig `yaml:"claims"`
+	Refresh        Duration       `yaml:"refresh"`
+}
+
+// JWTClaimConfig says which claims carry the identity (empty: defaults).
+type JWTClaimConfig struct {
+	Subject string `yaml:"subject"`
+	UserID  string `yaml:"user_id"`
+	Tenant  string `yaml:"tenant"`
+	Roles   string `yaml:"roles"`
+	Scopes  string `yaml:"scopes"`
+}
+
+func (c JWTConfig) verifierConfig() credentials.JWTConfig {
+	out := credentials.JWTConfig{MaxTokenLifetime: time.Duration(c.MaxTokenLifetime)}
+	for _, i := range c.Issuers {
+		out.Issuers = append(out.Issuers, credentials.JWTIssuer{
+			Issuer: i.Issuer, JWKSURL: i.JWKSURL, JWKSFile: i.JWKSFile, AllowHTTP: i.AllowHTTP,
+			Algorithms: i.Algorithms, Audiences: i.Audiences, RequiredClaims: i.RequiredClaims,
+			Leeway: time.Duration(i.Leeway), RefreshInterval: time.Duration(i.Refresh),
+			Claims: credentials.JWTClaimMap{Subject: i.Claims.Subject, UserID: i.Claims.UserID,
+				Tenant: i.Claims.Tenant, Roles: i.Claims.Roles, Scopes: i.Claims.Scopes},
+		})
+	}
+	return out
 }
 
 func credentialsDefaults() CredentialsConfig {
@@ -66,10 +113,16 @@ func (c CredentialsConfig) validate() error {
 	if c.DegradedMaxAge <= 0 || c.LiveMaxAge < c.DegradedMaxAge {
 		bad("credentials: degraded_max_age must be positive and at most live_max_age")
 	}
+	if len(c.JWT.Issuers) > 0 {
+		if _, err := credentials.NewJWTVerifier(c.JWT.verifierConfig()); err != nil {
+			bad("credentials.jwt: %v", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
-// needsStore reports whether the credentials read the identity store.
+// needsStore reports whether the credentials read the identity store
+// (JWTs need only their issuers' keys).
 func (c CredentialsConfig) needsStore() bool { return c.APIKeys || c.Sessions }
 
 // localEvents hands the identity service's revocation events to the
@@ -109,10 +162,10 @@ func withIdentity(store *sqlstore.Store, usage *identity.KeyUsage, events *local
 // for, or the anonymous verifier when it asks for none.
 func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifier, error) {
 	c := s.cfg.Credentials
-	if !c.needsStore() {
+	if !c.needsStore() && len(c.JWT.Issuers) == 0 {
 		return extauthz.AnonymousVerifier{}, nil
 	}
-	if s.store == nil {
+	if c.needsStore() && s.store == nil {
 		st, err := openIdentityStore(ctx, s.cfg.Identity)
 		if err != nil {
 			return nil, fmt.Errorf("credentials: %w", err)
@@ -143,6 +196,14 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 	}
 	var verifiers []credentials.Verifier
 	var evictors []credentials.Evictor
+	if len(c.JWT.Issuers) > 0 {
+		v, err := credentials.NewJWTVerifier(c.JWT.verifierConfig(), credentials.WithJWTLogger(s.log))
+		if err != nil {
+			return nil, fmt.Errorf("credentials.jwt: %w", err)
+		}
+		s.background = append(s.background, v.Run)
+		verifiers, evictors = append(verifiers, v), append(evictors, v)
+	}
 	// Freshness is read at each lookup, so the revocation listener can be
 	// made after the verifiers it evicts from.
 	freshness := &freshnessRef{f: fresh}

@@ -34,6 +34,7 @@ func devDefaults(dataDir string) Config {
 	cfg.Identity.Tokens.Audience = "http://127.0.0.1:9192/mcp"
 	cfg.Credentials.APIKeys = true
 	cfg.Credentials.Sessions = true
+	cfg.MCP.Resource = ResourceConfig{URL: cfg.Identity.Tokens.Audience, Name: "mcpauthz dev"}
 	return cfg
 }
 
@@ -103,6 +104,10 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	}
 	store := id.shareStore()
 	defer store.Close() // after both have stopped
+	if err := trustDevTokens(&cfg, id, dataDir); err != nil {
+		id.close()
+		return err
+	}
 	side, err := buildSidecar(ctx, cfg, stdout, log, withIdentity(store, id.usage, events))
 	if err != nil {
 		id.close()
@@ -119,6 +124,25 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	g.Go(func() error { return side.Run(ctx) })
 	g.Go(func() error { return id.Run(ctx) })
 	return g.Wait()
+}
+
+// trustDevTokens makes the sidecar accept the identity service's JWTs,
+// its keys read from a file the identity service's keys are written to
+// (the dev identity service rotates its key after 30 days: restart then).
+func trustDevTokens(cfg *Config, id *identityServer, dataDir string) error {
+	jwks, err := id.tokens.JWKS()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dataDir, "jwks.json")
+	if err := os.WriteFile(path, jwks, 0o600); err != nil {
+		return fmt.Errorf("dev JWKS: %w", err)
+	}
+	cfg.Credentials.JWT.Issuers = []JWTIssuerConfig{{
+		Issuer: cfg.Identity.Tokens.Issuer, JWKSFile: path,
+		Algorithms: []string{string(cfg.Identity.Tokens.Alg)}, Audiences: []string{cfg.Identity.Tokens.Audience},
+	}}
+	return nil
 }
 
 // devBootstrap is what the first run created, secrets included: they are

@@ -109,7 +109,9 @@ func TestDevBootstrap(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequest("POST", sidecar, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`))
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Api-Key", key)
+		if key != "" {
+			req.Header.Set("X-Api-Key", key)
+		}
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -119,6 +121,23 @@ func TestDevBootstrap(t *testing.T) {
 	}
 	if res := call(key); res.StatusCode != 200 || res.Header.Get("X-Mcpauthz-Auth-Method") != "api_key" || res.Header.Get("X-Mcpauthz-Tenant") == "" {
 		t.Fatalf("the sidecar with the printed key: %d %v", res.StatusCode, res.Header)
+	}
+	// A JWT the identity service issues for the key is accepted too.
+	_, issued := post(t, api+"/v1/token", http.Header{"X-Api-Key": {key}}, "")
+	jwtReq, _ := http.NewRequest("POST", sidecar, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`))
+	jwtReq.Header.Set("Content-Type", "application/json")
+	jwtReq.Header.Set("Authorization", "Bearer "+issued["access_token"].(string))
+	if res, err := http.DefaultClient.Do(jwtReq); err != nil || res.StatusCode != 200 || res.Header.Get("X-Mcpauthz-Auth-Method") != "jwt" {
+		t.Fatalf("the sidecar with an issued JWT: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
+	// Without one, a 401 names the protected resource metadata.
+	if res := call(""); res.StatusCode != 200 {
+		t.Fatalf("no credential: %d", res.StatusCode)
+	}
+	if res := call("mcpk_nope"); res.StatusCode != 401 || !strings.Contains(res.Header.Get("Www-Authenticate"), `resource_metadata="http://127.0.0.1:9192/.well-known/oauth-protected-resource/mcp"`) {
+		t.Fatalf("a bad key's challenge: %d %q", res.StatusCode, res.Header.Get("Www-Authenticate"))
 	}
 	if res := call(key[:len(key)-2] + "xx"); res.StatusCode != 401 {
 		t.Fatalf("the sidecar with a forged key: %d", res.StatusCode)

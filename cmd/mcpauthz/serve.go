@@ -51,6 +51,7 @@ type sidecar struct {
 	store      *sqlstore.Store    // the identity store, when credentials read it
 	usage      *identity.KeyUsage // where API key use is recorded
 	local      *localEvents       // revocation events in process (dev)
+	resource   *extauthz.ProtectedResource
 	background []func(context.Context) error
 }
 
@@ -89,8 +90,12 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	if s.resource, err = cfg.MCP.Resource.protectedResource(); err != nil {
+		return nil, fmt.Errorf("mcp.resource: %w", err)
+	}
 	aopts := []extauthz.Option{
 		extauthz.WithIdentityVerifier(verifier),
+		extauthz.WithProtectedResource(s.resource),
 		extauthz.WithTimeout(time.Duration(cfg.Policy.Timeout)),
 		extauthz.WithLogger(log),
 		extauthz.WithMCP(mcp.Options{AllowBatches: cfg.MCP.AllowBatches}, cfg.MCP.Paths...),
@@ -178,7 +183,8 @@ func (s *sidecar) buildHTTP() error {
 		TrustedProxies: proxies,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		// The proxy logs it; an empty setting turns it off.
-		DecisionIDHeader: cmp.Or(s.cfg.Headers.DecisionID, "-"),
+		DecisionIDHeader:  cmp.Or(s.cfg.Headers.DecisionID, "-"),
+		ProtectedResource: s.resource,
 	}, s.log)
 	s.http = &http.Server{
 		Handler:           handler,
