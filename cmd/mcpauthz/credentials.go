@@ -235,12 +235,20 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 	case rdb != nil:
 		r := credentials.NewRevocations(rdb, c.RedisPrefix, evictors,
 			credentials.WithMaxAges(time.Duration(c.LiveMaxAge), time.Duration(c.DegradedMaxAge)),
-			credentials.WithRevocationLogger(s.log))
+			credentials.WithRevocationLogger(s.log),
+			// gRPC health reports the events under their own name: lost,
+			// the sidecar is degraded (caches on the short age), not down.
+			credentials.WithLiveness(func(live bool) { s.grpc.SetComponentServing(revocationsHealth, live) }))
 		freshness.f = r
 		s.background = append(s.background, r.Run)
+		s.listensForRevocations = true
 	}
 	return credentials.NewChain(verifiers...), nil
 }
+
+// revocationsHealth is the gRPC health service name of the revocation
+// events.
+const revocationsHealth = "mcpauthz.revocations"
 
 // freshnessRef lets the freshness be chosen after the verifiers using it
 // are built; it is set before anything is served.

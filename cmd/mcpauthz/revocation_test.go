@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
 )
 
@@ -114,6 +118,16 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 	side := start(t, []string{"serve", "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-decision-log", "off"}, env)
 	sidecar := "http://" + side.logged(t, `"msg":"mcpauthz serving".*"http":"([^"]+)"`) + "/mcp"
 	side.logged(t, `(revocation events live)`)
+	// gRPC health names the events apart; live, they are SERVING.
+	conn, err := grpc.NewClient(side.logged(t, `"msg":"mcpauthz serving".*"grpc":"([^"]+)"`), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hres, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: revocationsHealth})
+	if err != nil || hres.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("revocations health: %v %v", hres, err)
+	}
 
 	consents := []map[string]any{{"kind": "privacy_policy", "version": "2026-01", "granted": true}, {"kind": "terms", "version": "2026-01", "granted": true}}
 	for _, email := range []string{"ada@example.com", "root@example.com"} {

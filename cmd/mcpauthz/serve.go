@@ -48,11 +48,13 @@ type sidecar struct {
 	decisions *decisionlog.Logger
 	closers   []io.Closer
 
-	store      *sqlstore.Store    // the identity store, when credentials read it
-	usage      *identity.KeyUsage // where API key use is recorded
-	local      *localEvents       // revocation events in process (dev)
-	resource   *extauthz.ProtectedResource
-	background []func(context.Context) error
+	store    *sqlstore.Store    // the identity store, when credentials read it
+	usage    *identity.KeyUsage // where API key use is recorded
+	local    *localEvents       // revocation events in process (dev)
+	resource *extauthz.ProtectedResource
+
+	listensForRevocations bool
+	background            []func(context.Context) error
 }
 
 func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, opts ...sidecarOption) (_ *sidecar, err error) {
@@ -134,6 +136,9 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		TLS:             grpcTLS,
 		ShutdownTimeout: shutdownTimeout,
 	}, log)
+	if s.listensForRevocations {
+		s.grpc.SetComponentServing(revocationsHealth, false) // until subscribed
+	}
 
 	if cfg.HTTP.Addr != "" {
 		if err := s.buildHTTP(); err != nil {

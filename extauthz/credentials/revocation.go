@@ -57,6 +57,7 @@ type Revocations struct {
 	degraded time.Duration
 	ping     time.Duration
 	log      *slog.Logger
+	onChange func(live bool)
 	up       atomic.Bool
 }
 
@@ -76,6 +77,12 @@ func WithRevocationLogger(l *slog.Logger) RevocationOption {
 	return func(r *Revocations) { r.log = l }
 }
 
+// WithLiveness calls fn each time the events go live or are lost, for
+// health reporting.
+func WithLiveness(fn func(live bool)) RevocationOption {
+	return func(r *Revocations) { r.onChange = fn }
+}
+
 // withPing sets how often a quiet subscription is checked (tests).
 func withPing(d time.Duration) RevocationOption { return func(r *Revocations) { r.ping = d } }
 
@@ -85,7 +92,7 @@ func NewRevocations(rdb redis.UniversalClient, prefix string, evictors []Evictor
 	r := &Revocations{
 		rdb: rdb, channel: redisfeed.Channel(prefix), evictors: evictors,
 		live: DefaultLiveMaxAge, degraded: DefaultDegradedMaxAge, ping: revocationPing,
-		log: slog.New(slog.DiscardHandler),
+		log: slog.New(slog.DiscardHandler), onChange: func(bool) {},
 	}
 	for _, o := range opts {
 		o(r)
@@ -173,6 +180,7 @@ func (r *Revocations) setUp(up bool, cause error) {
 		}
 	}
 	if r.up.Swap(up) != up {
+		r.onChange(up)
 		if up {
 			r.log.Info("revocation events live: credentials cached up to " + r.live.String())
 		} else {

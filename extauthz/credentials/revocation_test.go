@@ -101,7 +101,10 @@ func TestRevocations(t *testing.T) {
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
 	defer rdb.Close()
 	rec := &recorder{}
-	r := NewRevocations(rdb, "test", []Evictor{rec}, withPing(100*time.Millisecond), WithMaxAges(time.Minute, time.Second))
+	var mu sync.Mutex
+	var changes []bool
+	r := NewRevocations(rdb, "test", []Evictor{rec}, withPing(100*time.Millisecond), WithMaxAges(time.Minute, time.Second),
+		WithLiveness(func(live bool) { mu.Lock(); changes = append(changes, live); mu.Unlock() }))
 	if r.MaxAge() != time.Second || r.Live() {
 		t.Fatal("live before subscribing")
 	}
@@ -152,5 +155,10 @@ func TestRevocations(t *testing.T) {
 	eventually(t, "live again", r.Live)
 	if _, after := rec.state(); after <= before {
 		t.Fatal("no purge on subscribing again")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(changes) != "[true false true]" {
+		t.Fatalf("liveness reported %v", changes)
 	}
 }

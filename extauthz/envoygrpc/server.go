@@ -132,6 +132,18 @@ func (l *Listener) SetServing(serving bool) {
 	l.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
 }
 
+// SetComponentServing reports, under its own service name, a part whose
+// loss degrades the sidecar without stopping it (the revocation events:
+// "mcpauthz.revocations"). The overall status is left alone: Envoy keeps
+// asking, and a degraded sidecar still fails closed.
+func (l *Listener) SetComponentServing(name string, serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	l.health.SetServingStatus(name, st)
+}
+
 // Run serves until ctx is done, then stops gracefully: health turns to
 // NOT_SERVING, in-flight checks finish, and after ShutdownTimeout the
 // remaining connections are closed.
