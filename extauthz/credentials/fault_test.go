@@ -17,13 +17,14 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity/password"
 	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
+	"github.com/mcpauthz/mcpauthz/internal/testredis"
 )
 
 // TestRedisFaults: with Redis paused or killed, keys and sessions still
 // verify from the store within the decision budget; with the store down
 // too, the answer is a backend error, never an allow.
 func TestRedisFaults(t *testing.T) {
-	cmd, addr := credentials.PrivateRedis(t)
+	cmd, addr := testredis.Start(t)
 	const budget = 100 * time.Millisecond
 	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1,
 		DialTimeout: 30 * time.Millisecond, ReadTimeout: 30 * time.Millisecond, WriteTimeout: 30 * time.Millisecond})

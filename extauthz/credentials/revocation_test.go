@@ -3,10 +3,6 @@ package credentials
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,6 +12,7 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
+	"github.com/mcpauthz/mcpauthz/internal/testredis"
 )
 
 // recorder is an Evictor that remembers what it was told.
@@ -43,46 +40,6 @@ func (r *recorder) state() (int, int) {
 	return len(r.events), r.purges
 }
 
-// privateRedis starts a redis-server of the test's own on a free port, so
-// it can be paused and killed without disturbing anyone.
-func privateRedis(t *testing.T) (*exec.Cmd, string) {
-	t.Helper()
-	if os.Getenv("MCPAUTHZ_TEST_REDIS_URL") == "" {
-		t.Skip("MCPAUTHZ_TEST_REDIS_URL is not set")
-	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", fmt.Sprint(port), "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir(), "--logfile", filepath.Join(t.TempDir(), "redis.log"))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not start")
-		}
-	}
-	return cmd, addr
-}
-
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
@@ -96,7 +53,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // caches to the degraded age within two pings; when it answers again
 // everything is purged before the live age returns.
 func TestRevocations(t *testing.T) {
-	cmd, addr := privateRedis(t)
+	cmd, addr := testredis.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true,
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
 	defer rdb.Close()

@@ -120,7 +120,20 @@ func (f *Feed) drop(ctx context.Context, digests [][]byte, key func(string, []by
 		return nil
 	})
 	if err != nil {
-		err = fmt.Errorf("redisfeed: dropping %d records: %w", len(keys), err)
+		// A Redis out of memory refuses the tombstones but still deletes
+		// (DEL frees memory): without the record, readers ask the store,
+		// which knows the credential is revoked.
+		_, derr := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				p.Del(ctx, k)
+			}
+			return nil
+		})
+		if derr == nil {
+			err = nil
+		} else {
+			err = fmt.Errorf("redisfeed: dropping %d records: %w", len(keys), err)
+		}
 	}
 	return errors.Join(err, bad)
 }
