@@ -228,10 +228,11 @@ func keyExpiry(k *identity.APIKey, now time.Time) time.Time {
 // never outranks its organization, even after a downgrade.
 func lowerTier(key, org identity.Tier) identity.Tier {
 	order := []identity.Tier{identity.TierFree, identity.TierPro, identity.TierEnterprise}
-	if key == "" || slices.Index(order, org) < slices.Index(order, key) {
-		return org
+	rank := func(t identity.Tier) int { return max(slices.Index(order, t), 0) } // unknown: the lowest
+	if key == "" || rank(org) < rank(key) {
+		return order[rank(org)]
 	}
-	return key
+	return order[rank(key)]
 }
 
 // Evict drops what a revocation event makes stale: the keys it names, the

@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/identity/token"
 )
 
 // ErrNotMine is a verifier's answer to a request that carries no
@@ -59,6 +60,11 @@ func (c *Chain) Verify(ctx context.Context, req *extauthz.Request) (extauthz.Ide
 		if errors.Is(err, ErrNotMine) {
 			continue
 		}
+		if err == nil && !consumesAuthorization(req, id.Method) {
+			// The credential that verified is not the Authorization
+			// header's: that header, unverified, would go upstream.
+			return extauthz.Identity{}, fmt.Errorf("%w: an Authorization header beside another credential", extauthz.ErrInvalidCredential)
+		}
 		return id, err
 	}
 	if _, ok := req.Header("authorization"); ok {
@@ -70,30 +76,64 @@ func (c *Chain) Verify(ctx context.Context, req *extauthz.Request) (extauthz.Ide
 	return extauthz.Anonymous, nil
 }
 
+// consumesAuthorization reports whether an identity of the method
+// accounts for the request's Authorization header, if it has one: a
+// Bearer API key for an API key, any other Bearer token for a JWT.
+func consumesAuthorization(req *extauthz.Request, method string) bool {
+	if _, present := req.Header("authorization"); !present {
+		return true
+	}
+	tok, _, ok := Bearer(req)
+	switch {
+	case !ok:
+		return false
+	case strings.HasPrefix(tok, token.KindAPIKey.Prefix()):
+		return method == extauthz.MethodAPIKey
+	}
+	return method == extauthz.MethodJWT
+}
+
 // queryParams are the query parameters that carry credentials by
 // convention (RFC 6750 §2.3 access_token, and the usual API key names).
-var queryParams = []string{"access_token", "api_key", "apikey", "api-key", "token", "key", "session"}
+var queryParams = []string{"access_token", "api_key", "apikey", "api-key", "token", "key", "session", "id_token"}
 
 // queryCredential reports whether the request target's query carries a
-// credential parameter, and which. A query that does not parse is left to
-// the policy, which sees it as it is.
+// credential, and names it: a parameter named like one (in any case, with
+// or without a "[…]" suffix), or a value that is one of our tokens or
+// looks like a JWT. Pairs are split on "&" and ";" and decoded leniently,
+// so a query that a strict parser would reject cannot hide one.
 func queryCredential(target string) (string, bool) {
 	_, query, ok := strings.Cut(target, "?")
 	if !ok {
 		return "", false
 	}
-	values, err := url.ParseQuery(query)
-	if err != nil {
-		return "", false
-	}
-	for name := range values {
+	for _, pair := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
+		name, value, _ := strings.Cut(pair, "=")
+		name, value = lenientUnescape(name), lenientUnescape(value)
+		if i := strings.IndexByte(name, '['); i >= 0 {
+			name = name[:i]
+		}
 		for _, p := range queryParams {
-			if strings.EqualFold(name, p) {
+			if strings.EqualFold(strings.TrimSpace(name), p) {
 				return p, true
+			}
+		}
+		for _, prefix := range []string{token.KindAPIKey.Prefix(), token.KindSession.Prefix(), "eyJ"} {
+			if strings.HasPrefix(strings.TrimSpace(value), prefix) {
+				return name, true
 			}
 		}
 	}
 	return "", false
+}
+
+// lenientUnescape decodes a query component, "+" as a space; where it is
+// not valid percent-encoding it is taken as it is.
+func lenientUnescape(s string) string {
+	if u, err := url.QueryUnescape(s); err == nil {
+		return u
+	}
+	return s
 }
 
 // Bearer returns the token of the request's Authorization header when its

@@ -24,6 +24,16 @@ func (claims) Verify(_ context.Context, req *extauthz.Request) (extauthz.Identit
 	return extauthz.Identity{}, credentials.ErrNotMine
 }
 
+// xtest verifies "x-test: good" as a session would be.
+type xtest struct{}
+
+func (xtest) Verify(_ context.Context, req *extauthz.Request) (extauthz.Identity, error) {
+	if v, ok := req.Header("x-test"); ok && v == "good" {
+		return extauthz.Identity{Authenticated: true, Method: extauthz.MethodSession, Subject: "s"}, nil
+	}
+	return extauthz.Identity{}, credentials.ErrNotMine
+}
+
 type broken struct{}
 
 func (broken) Verify(context.Context, *extauthz.Request) (extauthz.Identity, error) {
@@ -31,7 +41,7 @@ func (broken) Verify(context.Context, *extauthz.Request) (extauthz.Identity, err
 }
 
 func TestChain(t *testing.T) {
-	chain := credentials.NewChain(claims{})
+	chain := credentials.NewChain(claims{}, xtest{})
 	for _, c := range []struct {
 		name string
 		req  *extauthz.Request
@@ -47,6 +57,15 @@ func TestChain(t *testing.T) {
 		{name: "fail/access_token in the query", req: &extauthz.Request{Path: "/mcp?access_token=good", Headers: map[string]string{}}, want: "invalid"},
 		{name: "fail/an API key in the query, any case", req: &extauthz.Request{Path: "/mcp?x=1&API_KEY=k", Headers: map[string]string{}}, want: "invalid"},
 		{name: "ok/other query parameters", req: &extauthz.Request{Path: "/mcp?cursor=abc", Headers: map[string]string{}}, want: "ok", anon: true},
+		{name: "fail/a token after a semicolon", req: &extauthz.Request{Path: "/mcp?x=1;access_token=eyJ.a.b", Headers: map[string]string{}}, want: "invalid"},
+		{name: "fail/a token before a bad escape", req: &extauthz.Request{Path: "/mcp?access_token=eyJ.a.b&y=%", Headers: map[string]string{}}, want: "invalid"},
+		{name: "fail/an encoded name", req: &extauthz.Request{Path: "/mcp?access%5Ftoken=x", Headers: map[string]string{}}, want: "invalid"},
+		{name: "fail/a bracketed name", req: &extauthz.Request{Path: "/mcp?api_key[]=x", Headers: map[string]string{}}, want: "invalid"},
+		{name: "fail/an API key under any name", req: &extauthz.Request{Path: "/mcp?q=mcpk_abc", Headers: map[string]string{}}, want: "invalid"},
+		{name: "fail/a JWT under any name", req: &extauthz.Request{Path: "/mcp?q=eyJhbGciOi", Headers: map[string]string{}}, want: "invalid"},
+		{name: "ok/another credential", req: request("192.0.2.1", "x-test", "good"), want: "ok"},
+		{name: "fail/a Basic Authorization beside another credential", req: request("192.0.2.1", "authorization", "Basic dTpw", "x-test", "good"), want: "invalid"},
+		{name: "fail/an unclaimed Bearer beside another credential", req: request("192.0.2.1", "authorization", "Bearer other", "x-test", "good"), want: "invalid"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id, err := chain.Verify(context.Background(), c.req)

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/extauthz"
@@ -156,8 +156,9 @@ func platformRoles(rs []string) []string {
 }
 
 // sessionToken returns the session cookie's value; ErrNotMine without
-// one. Two cookies of the name (one tossed in by a sibling domain, say)
-// are refused rather than guessed between.
+// one. Every cookie is read on its own, so a malformed neighbour does not
+// hide it; two cookies of the name (one tossed in by a sibling domain,
+// say) are refused rather than guessed between.
 func (v *SessionVerifier) sessionToken(req *extauthz.Request) (string, error) {
 	header, ok := req.Header("cookie")
 	if !ok {
@@ -165,19 +166,13 @@ func (v *SessionVerifier) sessionToken(req *extauthz.Request) (string, error) {
 	}
 	var tok string
 	n := 0
-	// Envoy joins repeated Cookie headers with ","; HTTP/2 and the
-	// cookie syntax join crumbs with ";".
-	for _, line := range splitCookieLines(header) {
-		cs, err := http.ParseCookie(line)
-		if err != nil {
-			continue // the upstream's cookies are not ours to judge
+	for _, crumb := range cookieCrumbs(header) {
+		name, value, _ := strings.Cut(crumb, "=")
+		if strings.TrimSpace(name) != v.cookie {
+			continue
 		}
-		for _, c := range cs {
-			if c.Name == v.cookie {
-				tok = c.Value
-				n++
-			}
-		}
+		n++
+		tok = strings.Trim(strings.TrimSpace(value), `"`)
 	}
 	switch n {
 	case 0:
@@ -188,24 +183,12 @@ func (v *SessionVerifier) sessionToken(req *extauthz.Request) (string, error) {
 	return "", fmt.Errorf("%w: two session cookies", extauthz.ErrInvalidCredential)
 }
 
-// splitCookieLines splits a Cookie header that a proxy may have joined
-// from several with ","; cookie values cannot hold a "," unquoted.
-func splitCookieLines(h string) []string {
-	var out []string
-	start := 0
-	quoted := false
-	for i := 0; i < len(h); i++ {
-		switch h[i] {
-		case '"':
-			quoted = !quoted
-		case ',':
-			if !quoted {
-				out = append(out, h[start:i])
-				start = i + 1
-			}
-		}
-	}
-	return append(out, h[start:])
+// cookieCrumbs splits a Cookie header into its name=value pairs: on ";",
+// and on "," too, which a proxy joining several Cookie headers uses
+// (Envoy does). A cookie value cannot hold either, quoted or not (RFC
+// 6265 §4.1.1), so no quote can make the split hide a cookie.
+func cookieCrumbs(h string) []string {
+	return strings.FieldsFunc(h, func(r rune) bool { return r == ';' || r == ',' })
 }
 
 // session returns the session with the digest, from memory, the feed or
