@@ -144,7 +144,7 @@ func (s *Service) SetPlatformRoles(ctx context.Context, sess *Session, userID st
 	if userID == admin.ID && !slices.Contains(roles, PlatformSuperAdmin) {
 		return invalid("roles", "a super-admin cannot demote themselves", nil)
 	}
-	return s.store.Tx(ctx, func(tx Tx) error {
+	err = s.store.Tx(ctx, func(tx Tx) error {
 		u, err := tx.UserForUpdate(ctx, userID)
 		if err != nil {
 			return err
@@ -157,6 +157,12 @@ func (s *Service) SetPlatformRoles(ctx context.Context, sess *Session, userID st
 		return s.record(ctx, tx, AuditEvent{Action: "admin.platform_roles", ActorID: admin.ID, TargetType: "user", TargetID: userID,
 			Details: map[string]any{"from": strings.Join(from, ","), "to": strings.Join(roles, ",")}}, m)
 	})
+	if err != nil {
+		return err
+	}
+	// A demoted admin must not keep the role in a sidecar's cache.
+	s.publish(ctx, Event{Kind: EventUserChanged, UserID: userID})
+	return nil
 }
 
 // AdminRevokeAll revokes every session and API key of a user.

@@ -16,6 +16,9 @@ const (
 	EventAPIKeysRevoked  EventKind = "api_keys.revoked"
 	EventUserBanned      EventKind = "user.banned"
 	EventUserDeleted     EventKind = "user.deleted"
+	// EventUserChanged: the user's platform roles changed; sidecars read
+	// the user again.
+	EventUserChanged EventKind = "user.changed"
 	EventMemberRemoved   EventKind = "member.removed"
 	EventMemberChanged   EventKind = "member.changed"
 	EventOrgDeleted      EventKind = "org.deleted"

@@ -210,11 +210,20 @@ func (t *Tokens) ForSession(ctx context.Context, sess *Session, orgID string) (*
 	return t.issue(sess.UserID, orgID, roles, "", sess.AuthTime, []string{"pwd"})
 }
 
+// ErrRestrictedKey refuses a token for a key restricted to addresses or
+// tools: the token would not carry the restrictions, and a verifier that
+// trusts the token alone would lift them.
+var ErrRestrictedKey = errors.New("a key restricted to addresses or tools cannot be exchanged for a token: use the key itself")
+
 // ForAPIKey issues a token for an API key: subject "key:<id>", its
-// organization, and its scopes.
+// organization, and its scopes. Keys with an IP allowlist or allowed
+// tools get ErrRestrictedKey.
 func (t *Tokens) ForAPIKey(ctx context.Context, k *APIKey) (*Issued, error) {
 	if !k.Usable(t.svc.now()) {
 		return nil, ErrUnauthenticated
+	}
+	if len(k.IPAllowlist) > 0 || len(k.AllowedTools) > 0 {
+		return nil, ErrRestrictedKey
 	}
 	scope := strings.Join(slices.Sorted(slices.Values(k.Scopes)), " ")
 	return t.issue("key:"+k.ID, k.OrgID, nil, scope, time.Time{}, nil)

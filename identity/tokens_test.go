@@ -106,7 +106,16 @@ func TestTokenForAPIKey(t *testing.T) {
 	if err != nil || got.ID != k.ID {
 		t.Fatalf("authenticate: %v", err)
 	}
-	iss, err := tk.ForAPIKey(ctx, got)
+	if _, err := tk.ForAPIKey(ctx, got); !errors.Is(err, identity.ErrRestrictedKey) {
+		t.Fatalf("a token for a key with an allowlist: %v", err)
+	}
+	open, _, err := f.svc.CreateAPIKey(ctx, owner.ID, org.ID, identity.NewAPIKey{Name: "open",
+		Scopes: []string{"mcp:tools:list", "mcp:tools:call"}}, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k = open
+	iss, err := tk.ForAPIKey(ctx, open)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +123,7 @@ func TestTokenForAPIKey(t *testing.T) {
 	if err != nil || claims["sub"] != "key:"+k.ID || claims["tid"] != org.ID || claims["scope"] != "mcp:tools:call mcp:tools:list" {
 		t.Fatalf("claims %v %v", claims, err)
 	}
-	if err := f.svc.RevokeAPIKey(ctx, owner.ID, org.ID, k.ID, meta); err != nil {
+	if err := f.svc.RevokeAPIKey(ctx, owner.ID, org.ID, got.ID, meta); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.AuthenticateAPIKey(ctx, secret, "10.1.2.3"); !errors.Is(err, identity.ErrUnauthenticated) {

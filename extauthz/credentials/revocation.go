@@ -3,8 +3,10 @@ package credentials
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -189,12 +191,21 @@ func (r *Revocations) setUp(up bool, cause error) {
 	}
 }
 
-// handle applies one event. An event that does not decode purges
-// everything: whatever it revoked is then read afresh.
+// knownEvents are the kinds the evictors act on.
+var knownEvents = []identity.EventKind{identity.EventSessionsRevoked, identity.EventAPIKeysRevoked,
+	identity.EventUserBanned, identity.EventUserDeleted, identity.EventUserChanged, identity.EventMemberRemoved,
+	identity.EventMemberChanged, identity.EventOrgDeleted}
+
+// handle applies one event. An event that does not decode, or of a kind
+// this version does not know, purges everything: whatever it revoked is
+// then read afresh.
 func (r *Revocations) handle(payload string) {
 	ev, err := redisfeed.DecodeEvent([]byte(payload))
+	if err == nil && !slices.Contains(knownEvents, ev.Kind) {
+		err = fmt.Errorf("unknown kind %q", ev.Kind)
+	}
 	if err != nil {
-		r.log.Warn("a revocation event does not decode; purging every cached credential", slog.Any("error", err))
+		r.log.Warn("a revocation event is not understood; purging every cached credential", slog.Any("error", err))
 		for _, e := range r.evictors {
 			e.Purge()
 		}

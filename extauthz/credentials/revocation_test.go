@@ -100,6 +100,8 @@ func TestRevocations(t *testing.T) {
 	}
 	rdb.Publish(context.Background(), redisfeed.Channel("test"), "not an event")
 	eventually(t, "a purge for garbage", func() bool { _, p := rec.state(); return p == 2 })
+	rdb.Publish(context.Background(), redisfeed.Channel("test"), `{"kind":"a.kind.from.a.newer.version"}`)
+	eventually(t, "a purge for an unknown kind", func() bool { _, p := rec.state(); return p == 3 })
 
 	// Paused: no answer to the ping, degraded.
 	cmd.Process.Signal(syscall.SIGSTOP)

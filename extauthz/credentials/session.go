@@ -271,6 +271,8 @@ func (v *SessionVerifier) Evict(ev identity.Event) {
 		v.users.evict(func(id string, _ identity.User) bool { return id == ev.UserID })
 		v.sessions.evict(func(_ token.Digest, s identity.Session) bool { return s.UserID == ev.UserID })
 		v.members.evict(func(k memberKey, _ identity.Role) bool { return k.user == ev.UserID })
+	case identity.EventUserChanged:
+		v.users.evict(func(id string, _ identity.User) bool { return id == ev.UserID })
 	case identity.EventMemberRemoved, identity.EventMemberChanged:
 		v.members.evict(func(k memberKey, _ identity.Role) bool { return k.org == ev.OrgID && k.user == ev.UserID })
 	case identity.EventOrgDeleted:

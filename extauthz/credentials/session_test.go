@@ -137,6 +137,31 @@ func testSessionVerifier(t *testing.T, withRedis bool) {
 			t.Fatalf("a banned user's session: %s", got)
 		}
 	})
+	t.Run("ok/platform roles change at once", func(t *testing.T) {
+		l := f.login(t, ada.Email)
+		roles := func() []string {
+			id, got := verify("cookie", cookie(l.Token))
+			if got != "ok" {
+				t.Fatal(got)
+			}
+			return id.Roles
+		}
+		if slices.Contains(roles(), "platform:admin") {
+			t.Fatal("an admin already")
+		}
+		if err := f.svc.SetPlatformRoles(ctx, lr.Session, ada.ID, []string{"admin"}, meta); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(roles(), "platform:admin") {
+			t.Fatal("not an admin after the grant")
+		}
+		if err := f.svc.SetPlatformRoles(ctx, lr.Session, ada.ID, nil, meta); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(roles(), "platform:admin") {
+			t.Fatal("still an admin after the demotion")
+		}
+	})
 	t.Run("fail/idle too long", func(t *testing.T) {
 		l := f.login(t, ada.Email)
 		f.clock.advance(13 * time.Hour)

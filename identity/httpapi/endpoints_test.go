@@ -376,12 +376,14 @@ func TestAPIKeysAndTokens(t *testing.T) {
 		Secret string
 	}
 	res := f.do(request{method: "POST", path: keys, token: alice.token, body: map[string]any{
-		"name": "ci", "scopes": []string{"mcp:tools:call"}, "allowed_tools": []string{"echo"}, "ip_allowlist": []string{"127.0.0.0/8"},
+		"name": "ci", "scopes": []string{"mcp:tools:call"},
 	}})
 	if res.status != 201 {
 		t.Fatalf("create key: %d %s", res.status, res.body)
 	}
 	res.decode(t, &created)
+	var fenced struct{ Secret string }
+	f.do(request{method: "POST", path: keys, token: alice.token, body: map[string]any{"name": "fenced", "ip_allowlist": []string{"127.0.0.0/8"}}}).decode(t, &fenced)
 	var rotated struct {
 		APIKey struct{ ID string } `json:"api_key"`
 		Secret string
@@ -442,8 +444,9 @@ func TestAPIKeysAndTokens(t *testing.T) {
 		{name: "fail/token for a forged key", req: request{method: "POST", path: "/v1/token", header: http.Header{"X-Api-Key": {created.Secret[:len(created.Secret)-1] + "x"}}},
 			status: 401, code: "unauthenticated"},
 		{name: "fail/token without a credential", req: request{method: "POST", path: "/v1/token"}, status: 401, code: "unauthenticated", check: wantChallenge},
-		{name: "fail/token from outside the key's allowlist", req: request{method: "POST", path: "/v1/token", token: created.Secret,
+		{name: "fail/token from outside the key's allowlist", req: request{method: "POST", path: "/v1/token", token: fenced.Secret,
 			header: http.Header{"X-Forwarded-For": {"203.0.113.9"}}}, status: 401, code: "unauthenticated"},
+		{name: "fail/token for a key with an allowlist", req: request{method: "POST", path: "/v1/token", token: fenced.Secret}, status: 403, code: "restricted_key"},
 
 		{name: "fail/rotate with a grace out of range", req: request{method: "POST", path: keys + "/" + created.APIKey.ID + "/rotate", token: alice.token, body: `{"grace_seconds":1e30}`},
 			status: 400, code: "invalid_json", check: wantField("grace_seconds")},

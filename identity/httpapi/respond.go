@@ -79,6 +79,8 @@ func (h *Handler) classify(err error) *apiError {
 		return &apiError{status: http.StatusForbidden, code: "account_suspended", message: err.Error()}
 	case errors.Is(err, identity.ErrForbidden):
 		return &apiError{status: http.StatusForbidden, code: "forbidden", message: err.Error()}
+	case errors.Is(err, identity.ErrRestrictedKey):
+		return &apiError{status: http.StatusForbidden, code: "restricted_key", message: err.Error()}
 	case errors.Is(err, identity.ErrLimit):
 		return &apiError{status: http.StatusForbidden, code: "limit_reached", message: err.Error()}
 	case errors.Is(err, identity.ErrLastOwner):
