@@ -18,10 +18,10 @@ const (
 	EventUserDeleted     EventKind = "user.deleted"
 	// EventUserChanged: the user's platform roles changed; sidecars read
 	// the user again.
-	EventUserChanged EventKind = "user.changed"
-	EventMemberRemoved   EventKind = "member.removed"
-	EventMemberChanged   EventKind = "member.changed"
-	EventOrgDeleted      EventKind = "org.deleted"
+	EventUserChanged   EventKind = "user.changed"
+	EventMemberRemoved EventKind = "member.removed"
+	EventMemberChanged EventKind = "member.changed"
+	EventOrgDeleted    EventKind = "org.deleted"
 )
 
 // Event is one revocation, as published to sidecars.
