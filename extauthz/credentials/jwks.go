@@ -204,6 +204,18 @@ func (s *jwksSource) has(kid string) bool {
 	return ks != nil && len(ks.keys[kid]) > 0
 }
 
+// still reports whether kid still names key for alg: a key replaced
+// under the same kid stops the tokens the old one signed.
+func (s *jwksSource) still(kid, alg string, key crypto.PublicKey) bool {
+	ks := s.keys.Load()
+	if ks == nil {
+		return false
+	}
+	pub, _ := ks.find(kid, alg)
+	e, ok := pub.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(key)
+}
+
 // lookup returns the key of kid for alg. A kid the current keys do not
 // know sends a URL source to fetch the set again, at most once per rate
 // interval; the answer is then

@@ -99,6 +99,21 @@ func TestJWKSRotation(t *testing.T) {
 			t.Fatalf("err %v, want 401 unknown kid", err)
 		}
 	})
+	t.Run("fail/a key replaced under the same kid stops its cached tokens", func(t *testing.T) {
+		tok := jwtSign(t, jwtKey("ec2"), jwtClaims(clk.now()))
+		if _, err := v.Verify(ctx, jwtReq("Bearer "+tok)); err != nil {
+			t.Fatal(err)
+		}
+		replacement := *jwtKey("ec") // another key pair, published as ec2
+		replacement.kid = jwtKey("ec2").kid
+		idp.publish(t, &replacement)
+		if err := v.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(ctx, jwtReq("Bearer "+tok)); jwtStatus(err) != 401 {
+			t.Fatalf("a token of the replaced key: %v, want 401", err)
+		}
+	})
 }
 
 // TestJWKSUnavailable: when the keys cannot be had, the answer is 503 —

@@ -2,6 +2,7 @@ package credentials
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -208,11 +209,12 @@ type jwtIssuer struct {
 
 // jwtCached is a verified token as the cache keeps it.
 type jwtCached struct {
-	id    extauthz.Identity
-	src   *jwksSource
-	kid   string
-	rev   jwtRevKey
-	until time.Time
+	id       extauthz.Identity
+	src      *jwksSource
+	kid, alg string
+	key      crypto.PublicKey // that verified it
+	rev      jwtRevKey
+	until    time.Time
 }
 
 // NewJWTVerifier checks cfg and returns a verifier for its issuers. JWK set
@@ -431,7 +433,7 @@ func (v *JWTVerifier) verify(ctx context.Context, tok string) (extauthz.Identity
 	now := v.now()
 	sum := sha256.Sum256([]byte(tok))
 	if c, ok := v.cache.Get(sum); ok {
-		if now.Before(c.until) && c.src.has(c.kid) {
+		if now.Before(c.until) && c.src.still(c.kid, c.alg, c.key) {
 			if err := v.revoked.check(&c.rev, now); err != nil {
 				return extauthz.Identity{}, err
 			}
@@ -482,7 +484,7 @@ func (v *JWTVerifier) verifyToken(ctx context.Context, tok string, now time.Time
 	if err := v.revoked.check(&rev, now); err != nil {
 		return nil, err
 	}
-	return &jwtCached{id: id, src: iss.src, kid: h.kid, rev: rev, until: jwtMinTime(exp, now.Add(v.cfg.CacheTTL))}, nil
+	return &jwtCached{id: id, src: iss.src, kid: h.kid, alg: h.alg, key: key, rev: rev, until: jwtMinTime(exp, now.Add(v.cfg.CacheTTL))}, nil
 }
 
 // mapClaims checks what the parser does not — iat present, lifetime,
