@@ -100,7 +100,7 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 // WithEvents sets where revocations are published (default: nowhere).
 func WithEvents(p EventPublisher) Option { return func(s *Service) { s.events = p } }
 
-// KeyUseRecorder notes that an API key was used (KeyUsage batches the
+// KeyUseRecorder notes that an API key was used (identity.Usage batches the
 // writes).
 type KeyUseRecorder interface {
 	Record(keyID string, at time.Time)

@@ -123,6 +123,11 @@ type Sessions interface {
 	// RevokeSessionsOfUser revokes every session of the user not revoked
 	// yet and returns them.
 	RevokeSessionsOfUser(ctx context.Context, userID string, at time.Time) ([]Revoked, error)
+	// TouchSessions records that sessions were used, in one batch: each
+	// live session's last use moves forward to its time, and its idle
+	// expiry to that time plus idle, never past its absolute expiry. A
+	// session revoked or idle-expired at that time is left alone.
+	TouchSessions(ctx context.Context, lastSeen map[string]time.Time, idle time.Duration) error
 	// DeleteExpiredSessions deletes at most limit sessions that expired
 	// or were revoked before before.
 	DeleteExpiredSessions(ctx context.Context, before time.Time, limit int) (int, error)

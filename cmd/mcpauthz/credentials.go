@@ -154,7 +154,7 @@ type sidecarOption func(*sidecar)
 
 // withIdentity shares the identity service's store, its record of API
 // key use and, in process, its revocation events.
-func withIdentity(store *sqlstore.Store, usage *identity.KeyUsage, events *localEvents) sidecarOption {
+func withIdentity(store *sqlstore.Store, usage *identity.Usage, events *localEvents) sidecarOption {
 	return func(s *sidecar) { s.store, s.usage, s.local = store, usage, events }
 }
 
@@ -226,6 +226,10 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 		if feed != nil {
 			opts = append(opts, credentials.WithSessionFeed(feed))
 		}
+		// Use through the sidecar keeps a session from idling out.
+		usage := identity.NewSessionUsage(s.store, time.Duration(s.cfg.Identity.Sessions.Idle), keyUsageEvery, s.log)
+		s.background = append(s.background, usage.Run)
+		opts = append(opts, credentials.WithSessionUsage(usage))
 		v := credentials.NewSessionVerifier(s.store, freshness, opts...)
 		verifiers, evictors = append(verifiers, v), append(evictors, v)
 	}

@@ -41,7 +41,7 @@ type identityServer struct {
 	store   *sqlstore.Store
 	svc     *identity.Service
 	tokens  *identity.Tokens
-	usage   *identity.KeyUsage
+	usage   *identity.Usage
 	http    *http.Server
 	lis     net.Listener
 	closers []io.Closer

@@ -48,9 +48,9 @@ type sidecar struct {
 	decisions *decisionlog.Logger
 	closers   []io.Closer
 
-	store    *sqlstore.Store    // the identity store, when credentials read it
-	usage    *identity.KeyUsage // where API key use is recorded
-	local    *localEvents       // revocation events in process (dev)
+	store    *sqlstore.Store // the identity store, when credentials read it
+	usage    *identity.Usage // where API key use is recorded
+	local    *localEvents    // revocation events in process (dev)
 	resource *extauthz.ProtectedResource
 
 	listensForRevocations bool

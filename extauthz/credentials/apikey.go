@@ -30,7 +30,7 @@ type KeyFeed interface {
 	APIKey(ctx context.Context, digest []byte) (*identity.APIKey, error)
 }
 
-// KeyUseRecorder notes that a key was used (identity.KeyUsage batches the
+// KeyUseRecorder notes that a key was used (identity.Usage batches the
 // writes).
 type KeyUseRecorder interface {
 	Record(keyID string, at time.Time)

@@ -32,6 +32,12 @@ type SessionFeed interface {
 	Session(ctx context.Context, digest []byte) (*identity.Session, error)
 }
 
+// SessionUseRecorder notes that a session was used, which keeps it from
+// idling out (identity.Usage batches the writes).
+type SessionUseRecorder interface {
+	Record(sessionID string, at time.Time)
+}
+
 // SessionVerifier verifies the identity service's session cookie: the
 // session by the SHA-256 of its token, from memory, the feed or the store;
 // its idle and absolute expiry; its user, who must not be banned; and the
@@ -40,6 +46,7 @@ type SessionFeed interface {
 type SessionVerifier struct {
 	store  SessionStore
 	feed   SessionFeed
+	usage  SessionUseRecorder
 	fresh  Freshness
 	cookie string
 	now    func() time.Time
@@ -59,6 +66,11 @@ type SessionOption func(*SessionVerifier)
 
 // WithSessionFeed reads sessions from the feed before the store.
 func WithSessionFeed(f SessionFeed) SessionOption { return func(v *SessionVerifier) { v.feed = f } }
+
+// WithSessionUsage records each use of a session.
+func WithSessionUsage(u SessionUseRecorder) SessionOption {
+	return func(v *SessionVerifier) { v.usage = u }
+}
 
 // WithSessionCookie sets the cookie's name (default DefaultSessionCookie).
 func WithSessionCookie(name string) SessionOption {
@@ -87,7 +99,7 @@ func WithSessionCacheSize(n int) SessionOption {
 // says how long a read may be trusted from memory.
 func NewSessionVerifier(store SessionStore, fresh Freshness, opts ...SessionOption) *SessionVerifier {
 	v := &SessionVerifier{
-		store: store, fresh: fresh, feed: noFeed{},
+		store: store, fresh: fresh, feed: noFeed{}, usage: noUsage{},
 		cookie: DefaultSessionCookie,
 		now:    time.Now,
 		log:    slog.New(slog.DiscardHandler),
@@ -117,6 +129,7 @@ func (v *SessionVerifier) Verify(ctx context.Context, req *extauthz.Request) (ex
 	if !sess.Active(now) {
 		return extauthz.Identity{}, fmt.Errorf("%w: session expired or revoked", extauthz.ErrInvalidCredential)
 	}
+	v.usage.Record(sess.ID, now)
 	u, err := v.user(ctx, sess.UserID)
 	if err != nil {
 		return extauthz.Identity{}, err
@@ -192,34 +205,64 @@ func cookieCrumbs(h string) []string {
 }
 
 // session returns the session with the digest, from memory, the feed or
-// the store.
+// the store. A session that looks idle-expired is read from the store
+// again: memory and the feed may predate uses that moved its idle expiry
+// on, which only the store has.
 func (v *SessionVerifier) session(ctx context.Context, d token.Digest) (*identity.Session, error) {
 	now := v.now()
+	s, fromStore, err := v.lookupSession(ctx, d, now)
+	if err != nil || fromStore || !idledOut(s, now) {
+		return s, err
+	}
+	gen := v.sessions.generation()
+	if s, err = v.storeSession(ctx, d); err != nil {
+		return nil, err
+	}
+	v.sessions.put(d, *s, gen, now, s.ExpiresAt)
+	return s, nil
+}
+
+// idledOut reports whether the session's only fault at now is its idle
+// expiry.
+func idledOut(s *identity.Session, now time.Time) bool {
+	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt) && !now.Before(s.IdleExpires)
+}
+
+func (v *SessionVerifier) lookupSession(ctx context.Context, d token.Digest, now time.Time) (_ *identity.Session, fromStore bool, _ error) {
 	if s, ok := v.sessions.get(d, now, v.fresh.MaxAge()); ok {
-		return &s, nil
+		return &s, false, nil
 	}
 	gen := v.sessions.generation()
 	s, err := v.feed.Session(ctx, d[:])
 	switch {
 	case err == nil:
 	case errors.Is(err, redisfeed.ErrRevoked):
-		return nil, fmt.Errorf("%w: session revoked", extauthz.ErrInvalidCredential)
+		return nil, false, fmt.Errorf("%w: session revoked", extauthz.ErrInvalidCredential)
 	default:
 		if !errors.Is(err, redisfeed.ErrMiss) {
 			v.log.LogAttrs(ctx, slog.LevelWarn, "session feed failed; reading the store", slog.Any("error", err))
 		}
-		s, err = v.store.SessionByDigest(ctx, d[:])
-		if errors.Is(err, identity.ErrNotFound) {
-			return nil, fmt.Errorf("%w: unknown session", extauthz.ErrInvalidCredential)
+		if s, err = v.storeSession(ctx, d); err != nil {
+			return nil, false, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("session store: %w", err)
-		}
-		if len(s.TokenDigest) != len(d) || !token.Equal(token.Digest(s.TokenDigest), d) {
-			return nil, fmt.Errorf("%w: unknown session", extauthz.ErrInvalidCredential)
-		}
+		fromStore = true
 	}
 	v.sessions.put(d, *s, gen, now, s.ExpiresAt)
+	return s, fromStore, nil
+}
+
+// storeSession reads the session from the store.
+func (v *SessionVerifier) storeSession(ctx context.Context, d token.Digest) (*identity.Session, error) {
+	s, err := v.store.SessionByDigest(ctx, d[:])
+	if errors.Is(err, identity.ErrNotFound) {
+		return nil, fmt.Errorf("%w: unknown session", extauthz.ErrInvalidCredential)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	if len(s.TokenDigest) != len(d) || !token.Equal(token.Digest(s.TokenDigest), d) {
+		return nil, fmt.Errorf("%w: unknown session", extauthz.ErrInvalidCredential)
+	}
 	return s, nil
 }
 

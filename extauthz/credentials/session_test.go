@@ -2,6 +2,7 @@ package credentials_test
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/extauthz/credentials"
+	"github.com/mcpauthz/mcpauthz/identity"
 )
 
 func TestSessionVerifier(t *testing.T) {
@@ -160,6 +162,26 @@ func testSessionVerifier(t *testing.T, withRedis bool) {
 		}
 		if slices.Contains(roles(), "platform:admin") {
 			t.Fatal("still an admin after the demotion")
+		}
+	})
+	t.Run("ok/use through the sidecar keeps a session from idling out", func(t *testing.T) {
+		usage := identity.NewSessionUsage(f.store, identity.DefaultConfig().SessionIdle, time.Hour, slog.New(slog.DiscardHandler))
+		uv := credentials.NewSessionVerifier(f.store, credentials.FixedFreshness(time.Hour), append(opts, credentials.WithSessionUsage(usage))...)
+		l := f.login(t, ada.Email)
+		f.clock.advance(11 * time.Hour)
+		if _, err := uv.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token))); err != nil {
+			t.Fatal(err)
+		}
+		if err := usage.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.advance(2 * time.Hour) // 13 h after login, 2 h after its use
+		if _, err := uv.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token))); err != nil {
+			t.Fatalf("a session used 2 h ago: %v", err)
+		}
+		f.clock.advance(13 * time.Hour)
+		if _, err := uv.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token))); kind(err) != "invalid" {
+			t.Fatalf("a session unused for 13 h: %v", err)
 		}
 	})
 	t.Run("fail/idle too long", func(t *testing.T) {

@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/identity"
@@ -46,6 +48,21 @@ func (q queries) UpdateSession(ctx context.Context, s *identity.Session) error {
 		idle_expires_at = ?, expires_at = ? WHERE user_id = ? AND id = ? AND revoked_at IS NULL`,
 		s.ActiveOrgID, q.t(s.AuthTime), q.t(s.LastSeenAt), q.t(s.IdleExpires), q.t(s.ExpiresAt),
 		s.UserID, s.ID))
+}
+
+func (q queries) TouchSessions(ctx context.Context, lastSeen map[string]time.Time, idle time.Duration) error {
+	// In id order, so concurrent batches lock rows in the same order.
+	for _, id := range slices.Sorted(maps.Keys(lastSeen)) {
+		at := lastSeen[id]
+		until := q.t(at.Add(idle))
+		if _, err := q.exec(ctx, `UPDATE sessions SET last_seen_at = ?,
+			idle_expires_at = CASE WHEN expires_at < ? THEN expires_at ELSE ? END
+			WHERE id = ? AND revoked_at IS NULL AND last_seen_at < ? AND idle_expires_at > ?`,
+			q.t(at), until, until, id, q.t(at), q.t(at)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (q queries) RevokeSession(ctx context.Context, userID, id string, at time.Time) error {

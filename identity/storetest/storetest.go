@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 		{"api keys", testAPIKeys},
 		{"signing keys", testSigningKeys},
 		{"signing key lock", testSigningKeyLock},
+		{"session touches", testTouchSessions},
 		{"tenant isolation", testIsolation},
 		{"transactions", testTransactions},
 		{"audit chain", testAudit},
@@ -794,5 +795,39 @@ func testCascades(t *testing.T, s identity.Store) {
 	}
 	if cs, err := s.Consents(ctx(), "u1"); err != nil || len(cs) != 0 {
 		t.Errorf("a deleted user's consents remain: %v %v", cs, err)
+	}
+}
+
+// testTouchSessions: a use moves a live session's last use and idle expiry
+// forward, never back, never past its absolute expiry, and never revives
+// a revoked or idle-expired session.
+func testTouchSessions(t *testing.T, s identity.Store) {
+	seed(t, s)
+	for _, id := range []string{"live", "revoked", "idle", "ending"} {
+		must(t, s.CreateSession(ctx(), session(id, "u1", t0))) // idle until t0+1h, ends t0+24h
+	}
+	must(t, s.RevokeSession(ctx(), "u1", "revoked", t0.Add(time.Minute)))
+	must(t, s.TouchSessions(ctx(), map[string]time.Time{
+		"live": t0.Add(30 * time.Minute), "revoked": t0.Add(30 * time.Minute), "idle": t0.Add(2 * time.Hour),
+	}, time.Hour))
+	ending := t0.Add(50 * time.Minute)
+	must(t, s.TouchSessions(ctx(), map[string]time.Time{"ending": ending}, 48*time.Hour)) // capped at t0+24h
+	must(t, s.TouchSessions(ctx(), map[string]time.Time{"live": t0.Add(10 * time.Minute)}, time.Hour)) // older: ignored
+	for _, c := range []struct {
+		id             string
+		seen, idleTill time.Time
+	}{
+		{"live", t0.Add(30 * time.Minute), t0.Add(90 * time.Minute)},
+		{"idle", t0, t0.Add(time.Hour)},
+		{"ending", ending, t0.Add(24 * time.Hour)},
+	} {
+		got, err := s.Session(ctx(), "u1", c.id)
+		must(t, err)
+		if !got.LastSeenAt.Equal(c.seen) || !got.IdleExpires.Equal(c.idleTill) {
+			t.Errorf("%s: seen %v idle till %v, want %v %v", c.id, got.LastSeenAt, got.IdleExpires, c.seen, c.idleTill)
+		}
+	}
+	if got, err := s.Session(ctx(), "u1", "revoked"); err != nil || !got.LastSeenAt.Equal(t0) {
+		t.Errorf("a revoked session was touched: %v %v", got, err)
 	}
 }
