@@ -185,6 +185,9 @@ type Claims struct {
 	// AMR lists how the subject authenticated (RFC 8176): "pwd" for a
 	// password session; empty for an API key.
 	AMR []string `json:"amr,omitempty"`
+	// SessionID is the session a token was issued for (OIDC "sid"), so a
+	// verifier can stop the token when the session ends.
+	SessionID string `json:"sid,omitempty"`
 }
 
 // Issued is a token and its expiry.
@@ -207,7 +210,7 @@ func (t *Tokens) ForSession(ctx context.Context, sess *Session, orgID string) (*
 		}
 		roles = []string{string(r)}
 	}
-	return t.issue(sess.UserID, orgID, roles, "", sess.AuthTime, []string{"pwd"})
+	return t.issue(Claims{Tenant: orgID, Roles: roles, AMR: []string{"pwd"}, SessionID: sess.ID}, sess.UserID, sess.AuthTime)
 }
 
 // ErrRestrictedKey refuses a token for a key restricted to addresses or
@@ -226,10 +229,11 @@ func (t *Tokens) ForAPIKey(ctx context.Context, k *APIKey) (*Issued, error) {
 		return nil, ErrRestrictedKey
 	}
 	scope := strings.Join(slices.Sorted(slices.Values(k.Scopes)), " ")
-	return t.issue("key:"+k.ID, k.OrgID, nil, scope, time.Time{}, nil)
+	return t.issue(Claims{Tenant: k.OrgID, Scope: scope}, "key:"+k.ID, time.Time{})
 }
 
-func (t *Tokens) issue(sub, tenant string, roles []string, scope string, authTime time.Time, amr []string) (*Issued, error) {
+// issue signs c, with the registered claims filled in for sub.
+func (t *Tokens) issue(c Claims, sub string, authTime time.Time) (*Issued, error) {
 	now := t.svc.now()
 	signer, err := t.KeySet().Signer(now)
 	if err != nil {
@@ -240,12 +244,9 @@ func (t *Tokens) issue(sub, tenant string, roles []string, scope string, authTim
 		return nil, err
 	}
 	exp := now.Add(t.cfg.TTL)
-	c := Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: t.cfg.Issuer, Subject: sub, Audience: jwt.ClaimStrings{t.cfg.Audience},
-			ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ID: jti,
-		},
-		Tenant: tenant, Roles: roles, Scope: scope, AMR: amr,
+	c.RegisteredClaims = jwt.RegisteredClaims{
+		Issuer: t.cfg.Issuer, Subject: sub, Audience: jwt.ClaimStrings{t.cfg.Audience},
+		ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ID: jti,
 	}
 	if !authTime.IsZero() {
 		c.AuthTime = authTime.Unix()

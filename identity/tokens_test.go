@@ -64,7 +64,8 @@ func TestTokenForSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	if claims["sub"] != owner.ID || claims["tid"] != org.ID || claims["roles"].([]any)[0] != "owner" ||
-		claims["auth_time"].(float64) != float64(l.Session.AuthTime.Unix()) || claims["jti"] == "" || claims["amr"].([]any)[0] != "pwd" {
+		claims["auth_time"].(float64) != float64(l.Session.AuthTime.Unix()) || claims["jti"] == "" || claims["amr"].([]any)[0] != "pwd" ||
+		claims["sid"] != l.Session.ID {
 		t.Fatalf("claims %v", claims)
 	}
 	if !iss.ExpiresAt.Equal(f.clock.now().Add(5 * time.Minute)) {

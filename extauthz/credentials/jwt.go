@@ -528,7 +528,8 @@ func (v *JWTVerifier) mapClaims(iss *jwtIssuer, claims jwt.MapClaims) (extauthz.
 		return none, jwtRevKey{}, time.Time{}, jwtInvalid(errJWTClaims, "no subject (%s)", m.Subject)
 	}
 	jti, _ := claims["jti"].(string)
-	rev := jwtRevKey{sub: id.Subject, user: id.UserID, tenant: id.Tenant, jti: jti, iat: iat.Time}
+	sid, _ := claims["sid"].(string) // the identity service's session id (OIDC "sid")
+	rev := jwtRevKey{sub: id.Subject, user: id.UserID, tenant: id.Tenant, jti: jti, sid: sid, iat: iat.Time}
 	return id, rev, exp.Time, nil
 }
 

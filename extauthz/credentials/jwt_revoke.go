@@ -9,8 +9,8 @@ import (
 
 // jwtRevKey is what revocations are matched against: never the token.
 type jwtRevKey struct {
-	sub, user, tenant, jti string
-	iat                    time.Time
+	sub, user, tenant, jti, sid string
+	iat                         time.Time
 }
 
 // jwtRevSubject is a revoked subject (tenant ""), a subject in one tenant,
@@ -24,7 +24,7 @@ type jwtRevAt struct{ at, until time.Time }
 type jwtRevocations struct {
 	mu       sync.RWMutex
 	subjects map[jwtRevSubject]jwtRevAt
-	jtis     map[string]time.Time // until
+	ids      map[string]time.Time // "jti:…" and "sid:…" (OIDC session id), until
 	sweepAt  int
 }
 
@@ -32,12 +32,15 @@ type jwtRevocations struct {
 func (r *jwtRevocations) check(k *jwtRevKey, now time.Time) error {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if len(r.subjects) == 0 && len(r.jtis) == 0 {
+	if len(r.subjects) == 0 && len(r.ids) == 0 {
 		return nil
 	}
-	if k.jti != "" {
-		if until, ok := r.jtis[k.jti]; ok && now.Before(until) {
-			return jwtInvalid(errJWTRevoked, "jti")
+	for _, id := range [...]string{"jti:" + k.jti, "sid:" + k.sid} {
+		if len(id) == 4 {
+			continue
+		}
+		if until, ok := r.ids[id]; ok && now.Before(until) {
+			return jwtInvalid(errJWTRevoked, "%s", id[:3])
 		}
 	}
 	for _, s := range [...]jwtRevSubject{{k.sub, ""}, {k.user, ""}, {k.sub, k.tenant}, {k.user, k.tenant}, {"", k.tenant}} {
@@ -64,20 +67,21 @@ func (r *jwtRevocations) addSubject(s jwtRevSubject, at, until, now time.Time) {
 	r.sweep(now)
 }
 
-func (r *jwtRevocations) addJTI(jti string, until, now time.Time) {
+// addID revokes a "jti:…" or "sid:…" until until.
+func (r *jwtRevocations) addID(id string, until, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.jtis == nil {
-		r.jtis = map[string]time.Time{}
+	if r.ids == nil {
+		r.ids = map[string]time.Time{}
 	}
-	r.jtis[jti] = jwtMaxTime(until, r.jtis[jti])
+	r.ids[id] = jwtMaxTime(until, r.ids[id])
 	r.sweep(now)
 }
 
 // sweep drops expired revocations once the maps have doubled since the
 // last sweep, so memory stays proportional to the live ones.
 func (r *jwtRevocations) sweep(now time.Time) {
-	if len(r.subjects)+len(r.jtis) < r.sweepAt {
+	if len(r.subjects)+len(r.ids) < r.sweepAt {
 		return
 	}
 	for k, e := range r.subjects {
@@ -85,12 +89,12 @@ func (r *jwtRevocations) sweep(now time.Time) {
 			delete(r.subjects, k)
 		}
 	}
-	for k, until := range r.jtis {
+	for k, until := range r.ids {
 		if !now.Before(until) {
-			delete(r.jtis, k)
+			delete(r.ids, k)
 		}
 	}
-	r.sweepAt = max(1024, 2*(len(r.subjects)+len(r.jtis)))
+	r.sweepAt = max(1024, 2*(len(r.subjects)+len(r.ids)))
 }
 
 func jwtMinTime(a, b time.Time) time.Time {
@@ -148,17 +152,31 @@ func (v *JWTVerifier) RevokeJTI(jti string, until time.Time) {
 		until = limit
 	}
 	if now.Before(until) {
-		v.revoked.addJTI(jti, until, now)
+		v.revoked.addID("jti:"+jti, until, now)
 	}
+}
+
+// RevokeSession refuses the tokens carrying the session id sid (the
+// identity service's "sid" claim): a logged-out session's tokens stop with
+// it.
+func (v *JWTVerifier) RevokeSession(sid string) {
+	if sid == "" {
+		return
+	}
+	now := v.now()
+	v.revoked.addID("sid:"+sid, v.keep(now), now)
 }
 
 // Evict applies an identity service revocation event: a banned or deleted
 // user's tokens, the tokens of API keys it names ("key:<id>"), a removed
 // or changed member's tokens for that organization, every token of a
 // deleted organization — all issued up to now plus the largest leeway, so
-// a token from an issuer whose clock runs ahead is not missed. (Tokens
-// carry no session id: a revoked session's tokens live until their exp.)
+// a token from an issuer whose clock runs ahead is not missed — and the
+// tokens of the sessions it names.
 func (v *JWTVerifier) Evict(ev identity.Event) {
+	for _, sid := range ev.SessionIDs {
+		v.RevokeSession(sid)
+	}
 	at := v.now().Add(v.maxLeeway)
 	switch ev.Kind {
 	case identity.EventUserBanned, identity.EventUserDeleted:

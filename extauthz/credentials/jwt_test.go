@@ -602,6 +602,12 @@ func TestJWTRevocation(t *testing.T) {
 		{name: "fail/a deleted organization's tokens (event)", claims: func(c map[string]any) { c["sub"] = "bob" }, revoke: func(v *JWTVerifier, _ time.Time) {
 			v.Evict(identity.Event{Kind: identity.EventOrgDeleted, OrgID: "org-1"})
 		}, refused: true},
+		{name: "fail/a logged-out session's token (event)", claims: func(c map[string]any) { c["sid"] = "s1" }, revoke: func(v *JWTVerifier, _ time.Time) {
+			v.Evict(identity.Event{Kind: identity.EventSessionsRevoked, UserID: "alice", SessionIDs: []string{"s1"}})
+		}, refused: true},
+		{name: "ok/another session's token", claims: func(c map[string]any) { c["sid"] = "s2" }, revoke: func(v *JWTVerifier, _ time.Time) {
+			v.Evict(identity.Event{Kind: identity.EventSessionsRevoked, UserID: "alice", SessionIDs: []string{"s1"}})
+		}},
 		{name: "ok/another subject", revoke: func(v *JWTVerifier, at time.Time) { v.RevokeSubject("bob", at) }},
 		{name: "ok/a revocation before the token was issued", revoke: func(v *JWTVerifier, at time.Time) { v.RevokeSubject("alice", at.Add(-time.Second)) }},
 	} {
@@ -650,7 +656,7 @@ func TestJWTRevocation(t *testing.T) {
 			v.RevokeSubject(fmt.Sprint("later-", i), clk.now())
 		}
 		v.revoked.mu.RLock()
-		n := len(v.revoked.subjects) + len(v.revoked.jtis)
+		n := len(v.revoked.subjects) + len(v.revoked.ids)
 		v.revoked.mu.RUnlock()
 		if n > 2500 {
 			t.Fatalf("%d revocations kept, want only the live ones", n)

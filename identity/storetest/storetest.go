@@ -811,7 +811,7 @@ func testTouchSessions(t *testing.T, s identity.Store) {
 		"live": t0.Add(30 * time.Minute), "revoked": t0.Add(30 * time.Minute), "idle": t0.Add(2 * time.Hour),
 	}, time.Hour))
 	ending := t0.Add(50 * time.Minute)
-	must(t, s.TouchSessions(ctx(), map[string]time.Time{"ending": ending}, 48*time.Hour)) // capped at t0+24h
+	must(t, s.TouchSessions(ctx(), map[string]time.Time{"ending": ending}, 48*time.Hour))              // capped at t0+24h
 	must(t, s.TouchSessions(ctx(), map[string]time.Time{"live": t0.Add(10 * time.Minute)}, time.Hour)) // older: ignored
 	for _, c := range []struct {
 		id             string
