@@ -524,6 +524,9 @@ func (v *JWTVerifier) mapClaims(iss *jwtIssuer, claims jwt.MapClaims) (extauthz.
 	if err := errors.Join(errs[:]...); err != nil {
 		return none, jwtRevKey{}, time.Time{}, jwtInvalid(errJWTClaims, "%v", err)
 	}
+	// Platform roles come from the identity service's sessions alone: no
+	// token, ours or an IdP's, can claim one.
+	id.Roles = slices.DeleteFunc(id.Roles, func(r string) bool { return strings.HasPrefix(r, "platform:") })
 	if id.Subject == "" {
 		return none, jwtRevKey{}, time.Time{}, jwtInvalid(errJWTClaims, "no subject (%s)", m.Subject)
 	}

@@ -531,11 +531,12 @@ func TestJWTClaimMapping(t *testing.T) {
 	}
 	id, err = v2.Verify(context.Background(), jwtReq("Bearer "+jwtSign(t, k, map[string]any{
 		"iss": "https://login.example/t/v2.0", "aud": "api://mcp", "sub": "s", "tid": "t", "scp": "Mcp.Read Mcp.Call",
-		"roles": []string{"Admin"}, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
+		"roles": []string{"Admin", "platform:super-admin"}, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
 	})))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A platform role claimed by a token is dropped: only sessions carry them.
 	if fmt.Sprint(id.Scopes) != "[Mcp.Read Mcp.Call]" || fmt.Sprint(id.Roles) != "[Admin]" || id.Tenant != "t" {
 		t.Fatalf("identity %+v", id)
 	}
