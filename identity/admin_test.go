@@ -40,7 +40,7 @@ func TestAdminNeedsRoleAndFreshness(t *testing.T) {
 	if err != nil || len(users) != 2 || users[0].PasswordHash != "" {
 		t.Fatalf("users %+v %v", users, err)
 	}
-	f.clock.advance(16 * time.Minute)
+	f.clock.Advance(16 * time.Minute)
 	if _, err := f.svc.AdminUsers(ctx, as, "", "", 10); !errors.Is(err, identity.ErrFreshAuthRequired) {
 		t.Fatalf("a stale admin session: %v", err)
 	}
@@ -67,7 +67,7 @@ func TestBan(t *testing.T) {
 	if err := f.svc.Ban(ctx, as, member.ID, "", time.Time{}, meta); !errors.As(err, &ie) {
 		t.Fatalf("ban without reason: %v", err)
 	}
-	if err := f.svc.Ban(ctx, as, member.ID, "abuse", f.clock.now().Add(24*time.Hour), meta); err != nil {
+	if err := f.svc.Ban(ctx, as, member.ID, "abuse", f.clock.Now().Add(24*time.Hour), meta); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := f.svc.Authenticate(ctx, l.Token); !errors.Is(err, identity.ErrUnauthenticated) {
@@ -186,7 +186,7 @@ func TestSetOrgTier(t *testing.T) {
 	if err != nil || o.Tier != identity.TierPro {
 		t.Fatalf("tier after: %v %+v", err, o)
 	}
-	f.clock.advance(16 * time.Minute)
+	f.clock.Advance(16 * time.Minute)
 	if err := f.svc.SetOrgTier(ctx, rootSess, org.ID, identity.TierFree, meta); !errors.Is(err, identity.ErrFreshAuthRequired) {
 		t.Fatalf("a stale admin session: %v", err)
 	}

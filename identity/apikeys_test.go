@@ -90,7 +90,7 @@ func TestRotateAndRevokeAPIKey(t *testing.T) {
 		t.Fatalf("rotated key %+v", nk)
 	}
 	old, _ := f.store.APIKey(ctx, org.ID, k.ID)
-	if !old.Usable(f.clock.now().Add(59*time.Minute)) || old.Usable(f.clock.now().Add(time.Hour)) {
+	if !old.Usable(f.clock.Now().Add(59*time.Minute)) || old.Usable(f.clock.Now().Add(time.Hour)) {
 		t.Fatalf("grace period wrong: %+v", old)
 	}
 	var ie *identity.InputError
@@ -101,7 +101,7 @@ func TestRotateAndRevokeAPIKey(t *testing.T) {
 	if err := f.svc.RevokeAPIKey(ctx, owner.ID, org.ID, nk.ID, meta); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := f.store.APIKey(ctx, org.ID, nk.ID); got.Usable(f.clock.now()) {
+	if got, _ := f.store.APIKey(ctx, org.ID, nk.ID); got.Usable(f.clock.Now()) {
 		t.Fatal("a revoked key is usable")
 	}
 	evs := f.events.all()

@@ -54,7 +54,7 @@ func TestAuditLogAccess(t *testing.T) {
 	if len(next) != 3 || next[0].Seq != all[2].Seq+1 {
 		t.Fatalf("cursor paging: %+v", next)
 	}
-	f.clock.advance(16 * time.Minute)
+	f.clock.Advance(16 * time.Minute)
 	if _, err := f.svc.AuditLog(ctx, ps, identity.AuditFilter{}); !errors.Is(err, identity.ErrFreshAuthRequired) {
 		t.Fatalf("stale platform admin: %v", err)
 	}

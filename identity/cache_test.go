@@ -93,7 +93,7 @@ func ids(ss ...string) string { return strings.Join(slices.Sorted(slices.Values(
 func withSidecars(t *testing.T, f *fixture, opts ...identity.Option) (*identity.Service, *sidecarLog) {
 	t.Helper()
 	l := &sidecarLog{}
-	opts = append([]identity.Option{identity.WithClock(f.clock.now), identity.WithEvents(l), identity.WithCache(l)}, opts...)
+	opts = append([]identity.Option{identity.WithClock(f.clock.Now), identity.WithEvents(l), identity.WithCache(l)}, opts...)
 	svc, err := identity.NewService(f.store, f.audit, f.cfg, rand.Reader, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestWriteThroughSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOps(t, l)
-	f.clock.advance(2 * time.Minute)
+	f.clock.Advance(2 * time.Minute)
 	sess, _, err := svc.Authenticate(ctx, l1.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +283,7 @@ func TestWriteThroughUsers(t *testing.T) {
 	if _, err := svc.AcceptInvitation(ctx, admin.ID, inv, meta); err != nil {
 		t.Fatal(err)
 	}
-	f.clock.advance(time.Minute)
+	f.clock.Advance(time.Minute)
 	if err := svc.DeleteAccount(ctx, lb.Session, meta); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestWriteThroughFailureIsLoggedNotReturned(t *testing.T) {
 	f := newFixture(t)
 	var logs bytes.Buffer
 	pub := &published{}
-	svc, err := identity.NewService(f.store, f.audit, f.cfg, rand.Reader, identity.WithClock(f.clock.now),
+	svc, err := identity.NewService(f.store, f.audit, f.cfg, rand.Reader, identity.WithClock(f.clock.Now),
 		identity.WithEvents(pub), identity.WithCache(failingCache{}),
 		identity.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	if err != nil {
@@ -349,7 +349,7 @@ func TestWriteThroughOutlivesTheCaller(t *testing.T) {
 	defer cancel()
 	side := &sidecarLog{}
 	svc, err := identity.NewService(cancelAfterCommit{f.store, cancel}, f.audit, f.cfg, rand.Reader,
-		identity.WithClock(f.clock.now), identity.WithEvents(side), identity.WithCache(side))
+		identity.WithClock(f.clock.Now), identity.WithEvents(side), identity.WithCache(side))
 	if err != nil {
 		t.Fatal(err)
 	}

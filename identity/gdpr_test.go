@@ -58,7 +58,7 @@ func TestDeleteAccount(t *testing.T) {
 		t.Fatalf("the last owner deleted their account: %v", err)
 	}
 	lm, _ := f.svc.Login(ctx, member.Email, goodPassword, meta)
-	f.clock.advance(16 * time.Minute)
+	f.clock.Advance(16 * time.Minute)
 	if err := f.svc.DeleteAccount(ctx, lm.Session, meta); !errors.Is(err, identity.ErrFreshAuthRequired) {
 		t.Fatalf("a stale session deleted the account: %v", err)
 	}

@@ -196,7 +196,7 @@ func TestInvitations(t *testing.T) {
 
 	dave := f.signUp(t, "dave@example.com")
 	_, tok, _ = f.svc.Invite(ctx, owner.ID, org.ID, dave.Email, identity.RoleViewer, meta)
-	f.clock.advance(identity.InvitationTTL)
+	f.clock.Advance(identity.InvitationTTL)
 	if _, err := f.svc.AcceptInvitation(ctx, dave.ID, tok, meta); !errors.As(err, &ie) {
 		t.Fatalf("expired invitation accepted: %v", err)
 	}
@@ -223,7 +223,7 @@ func TestDeleteOrgNeedsFreshOwner(t *testing.T) {
 	if err := f.svc.DeleteOrg(ctx, la.Session, org.ID, meta); !errors.Is(err, identity.ErrForbidden) {
 		t.Fatalf("admin deleted the org: %v", err)
 	}
-	f.clock.advance(20 * time.Minute)
+	f.clock.Advance(20 * time.Minute)
 	if err := f.svc.DeleteOrg(ctx, lo.Session, org.ID, meta); !errors.Is(err, identity.ErrFreshAuthRequired) {
 		t.Fatalf("stale session deleted the org: %v", err)
 	}

@@ -16,25 +16,8 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/identity/token"
+	"github.com/mcpauthz/mcpauthz/internal/testclock"
 )
-
-// clock is a settable clock for the service.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // published records revocation events.
 type published struct {
@@ -60,7 +43,7 @@ type fixture struct {
 	cfg    identity.Config
 	store  *sqlstore.Store
 	audit  *identity.Auditor
-	clock  *clock
+	clock  *testclock.Clock
 	events *published
 }
 
@@ -103,8 +86,8 @@ func openFixture(t testing.TB, edit ...func(*identity.Config)) *fixture {
 	for _, e := range edit {
 		e(&cfg)
 	}
-	f := &fixture{cfg: cfg, store: store, audit: audit, clock: &clock{t: time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC)}, events: &published{}}
-	f.svc, err = identity.NewService(store, audit, cfg, rand.Reader, identity.WithClock(f.clock.now), identity.WithEvents(f.events))
+	f := &fixture{cfg: cfg, store: store, audit: audit, clock: testclock.New(time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC)), events: &published{}}
+	f.svc, err = identity.NewService(store, audit, cfg, rand.Reader, identity.WithClock(f.clock.Now), identity.WithEvents(f.events))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +167,7 @@ func TestSignUp(t *testing.T) {
 				t.Fatalf("user %+v", u)
 			}
 			cs, _ := f.store.Consents(context.Background(), u.ID)
-			if len(cs) != 3 || !cs[0].At.Equal(f.clock.now()) {
+			if len(cs) != 3 || !cs[0].At.Equal(f.clock.Now()) {
 				t.Fatalf("consents %+v", cs)
 			}
 			if got := f.actions(t); !slices.Equal(got, []string{"user.signup"}) {
@@ -249,10 +232,10 @@ func TestLockout(t *testing.T) {
 	if _, err := f.svc.Login(ctx, "ada@example.com", goodPassword, meta); !errors.As(err, &le) {
 		t.Fatalf("after 5 failures: %v", err)
 	}
-	if !le.Until.Equal(f.clock.now().Add(time.Minute)) {
+	if !le.Until.Equal(f.clock.Now().Add(time.Minute)) {
 		t.Fatalf("locked until %v", le.Until)
 	}
-	f.clock.advance(time.Minute)
+	f.clock.Advance(time.Minute)
 	if _, err := f.svc.Login(ctx, "ada@example.com", goodPassword, meta); err != nil {
 		t.Fatalf("after the lock: %v", err)
 	}
@@ -287,8 +270,8 @@ func TestBanDuringLoginStays(t *testing.T) {
 	if _, err := f.svc.Login(ctx, "ada@example.com", "wrong password!", meta); !errors.Is(err, identity.ErrInvalidCredentials) {
 		t.Fatal(err)
 	}
-	svc, err := identity.NewService(banMidLogin{f.store, f.clock.now().Add(time.Hour)}, f.audit, f.cfg, rand.Reader,
-		identity.WithClock(f.clock.now))
+	svc, err := identity.NewService(banMidLogin{f.store, f.clock.Now().Add(time.Hour)}, f.audit, f.cfg, rand.Reader,
+		identity.WithClock(f.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +297,7 @@ func TestLoginUpgradesTheHash(t *testing.T) {
 	f.signUp(t, "ada@example.com")
 	cfg := f.cfg
 	cfg.Password.Iterations++
-	svc, err := identity.NewService(f.store, f.audit, cfg, rand.Reader, identity.WithClock(f.clock.now))
+	svc, err := identity.NewService(f.store, f.audit, cfg, rand.Reader, identity.WithClock(f.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +375,7 @@ func TestEventsOutliveTheCaller(t *testing.T) {
 	defer cancel()
 	pub := &ctxPublisher{}
 	svc, err := identity.NewService(cancelAfterCommit{f.store, cancel}, f.audit, f.cfg, rand.Reader,
-		identity.WithClock(f.clock.now), identity.WithEvents(pub))
+		identity.WithClock(f.clock.Now), identity.WithEvents(pub))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +395,7 @@ func TestBannedUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.Status, u.BannedUntil = identity.UserBanned, f.clock.now().Add(time.Hour)
+	u.Status, u.BannedUntil = identity.UserBanned, f.clock.Now().Add(time.Hour)
 	if err := f.store.UpdateUser(ctx, u); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +408,7 @@ func TestBannedUser(t *testing.T) {
 	if _, _, err := f.svc.Authenticate(ctx, l.Token); !errors.Is(err, identity.ErrUnauthenticated) {
 		t.Fatalf("a banned user's session still works: %v", err)
 	}
-	f.clock.advance(time.Hour)
+	f.clock.Advance(time.Hour)
 	if _, _, err := f.svc.Authenticate(ctx, l.Token); err != nil {
 		t.Fatalf("after the ban ended: %v", err)
 	}
@@ -442,7 +425,7 @@ func TestMaxSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 		tokens = append(tokens, l.Token)
-		f.clock.advance(time.Second)
+		f.clock.Advance(time.Second)
 	}
 	if _, _, err := f.svc.Authenticate(ctx, tokens[0]); !errors.Is(err, identity.ErrUnauthenticated) {
 		t.Fatalf("the oldest session survived: %v", err)
@@ -468,12 +451,12 @@ func TestSessionExpiry(t *testing.T) {
 	}
 	// Used every 50 minutes, it stays alive until the absolute limit.
 	for range 3 {
-		f.clock.advance(50 * time.Minute)
+		f.clock.Advance(50 * time.Minute)
 		if _, _, err := f.svc.Authenticate(ctx, l.Token); err != nil {
-			t.Fatalf("at %v: %v", f.clock.now(), err)
+			t.Fatalf("at %v: %v", f.clock.Now(), err)
 		}
 	}
-	f.clock.advance(40 * time.Minute) // 3h10 after login
+	f.clock.Advance(40 * time.Minute) // 3h10 after login
 	if _, _, err := f.svc.Authenticate(ctx, l.Token); !errors.Is(err, identity.ErrUnauthenticated) {
 		t.Fatalf("past the absolute limit: %v", err)
 	}
@@ -481,7 +464,7 @@ func TestSessionExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.clock.advance(61 * time.Minute)
+	f.clock.Advance(61 * time.Minute)
 	if _, _, err := f.svc.Authenticate(ctx, l.Token); !errors.Is(err, identity.ErrUnauthenticated) {
 		t.Fatalf("past the idle limit: %v", err)
 	}
@@ -514,7 +497,7 @@ func TestReauthAndFreshness(t *testing.T) {
 	if !f.svc.Fresh(l.Session) {
 		t.Fatal("a new session is not fresh")
 	}
-	f.clock.advance(20 * time.Minute)
+	f.clock.Advance(20 * time.Minute)
 	sess, _, err := f.svc.Authenticate(ctx, l.Token)
 	if err != nil {
 		t.Fatal(err)

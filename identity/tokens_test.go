@@ -31,7 +31,7 @@ func (f *fixture) tokens(t *testing.T) *identity.Tokens {
 func verify(t *testing.T, tk *identity.Tokens, f *fixture, jwt string) (map[string]any, error) {
 	t.Helper()
 	claims, err := token.Verify(jwt, tk.KeySet(), token.WithIssuer("https://id.example.com"),
-		token.WithAudience("https://mcp.example.com/mcp"), token.WithClock(f.clock.now))
+		token.WithAudience("https://mcp.example.com/mcp"), token.WithClock(f.clock.Now))
 	return claims, err
 }
 
@@ -68,7 +68,7 @@ func TestTokenForSession(t *testing.T) {
 		claims["sid"] != l.Session.ID {
 		t.Fatalf("claims %v", claims)
 	}
-	if !iss.ExpiresAt.Equal(f.clock.now().Add(5 * time.Minute)) {
+	if !iss.ExpiresAt.Equal(f.clock.Now().Add(5 * time.Minute)) {
 		t.Fatalf("expires %v", iss.ExpiresAt)
 	}
 	other, _ := tk.ForSession(ctx, l.Session, org.ID)
@@ -81,7 +81,7 @@ func TestTokenForSession(t *testing.T) {
 	if _, err := tk.ForSession(ctx, ls.Session, org.ID); !errors.Is(err, identity.ErrForbidden) {
 		t.Fatalf("a token for an org the user is not in: %v", err)
 	}
-	f.clock.advance(6 * time.Minute)
+	f.clock.Advance(6 * time.Minute)
 	if _, err := verify(t, tk, f, iss.Token); err == nil {
 		t.Fatal("an expired token verified")
 	}
@@ -147,16 +147,16 @@ func TestSigningKeyRotation(t *testing.T) {
 	}
 	// A replica with the same KEK signs with the same key.
 	replica := f.tokens(t)
-	if s1, _ := tk.KeySet().Signer(f.clock.now()); s1 == nil {
+	if s1, _ := tk.KeySet().Signer(f.clock.Now()); s1 == nil {
 		t.Fatal("no signer")
-	} else if s2, _ := replica.KeySet().Signer(f.clock.now()); s2.ID != s1.ID {
+	} else if s2, _ := replica.KeySet().Signer(f.clock.Now()); s2.ID != s1.ID {
 		t.Fatal("replicas sign with different keys")
 	}
 
 	// A quarter of an hour before the signing period ends (a token
 	// lifetime and the publishing lead), a successor is published; it
 	// signs ten minutes later, once every replica has loaded it.
-	f.clock.advance(24*time.Hour - 15*time.Minute)
+	f.clock.Advance(24*time.Hour - 15*time.Minute)
 	if err := tk.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -174,9 +174,9 @@ func TestSigningKeyRotation(t *testing.T) {
 	if strings.Count(string(jwks), `"kid"`) != 2 {
 		t.Fatalf("the replica does not publish the successor: %s", jwks)
 	}
-	f.clock.advance(identity.DefaultPublishAhead - time.Minute)
+	f.clock.Advance(identity.DefaultPublishAhead - time.Minute)
 	last, _ := tk.ForSession(ctx, l.Session, org.ID) // the old key's last
-	f.clock.advance(time.Minute)
+	f.clock.Advance(time.Minute)
 	third, _ := tk.ForSession(ctx, l.Session, org.ID)
 	if kid(t, third.Token) == kid(t, first.Token) {
 		t.Fatal("the successor does not sign after the lead")
@@ -188,7 +188,7 @@ func TestSigningKeyRotation(t *testing.T) {
 		t.Fatalf("a token of the old key, still alive: %v", err)
 	}
 	// The old key is dropped once its last tokens have expired.
-	f.clock.advance(11 * time.Minute)
+	f.clock.Advance(11 * time.Minute)
 	if err := tk.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func (s failingCommit) Tx(ctx context.Context, fn func(identity.Tx) error) error
 // as no other replica would publish it.
 func TestRotationThatFailsToCommit(t *testing.T) {
 	f := newFixture(t)
-	svc, err := identity.NewService(failingCommit{f.store}, f.audit, f.cfg, rand.Reader, identity.WithClock(f.clock.now))
+	svc, err := identity.NewService(failingCommit{f.store}, f.audit, f.cfg, rand.Reader, identity.WithClock(f.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,7 @@ func TestKeyUseIsRecorded(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	usage := identity.NewKeyUsage(f.store, time.Hour, slog.New(slog.DiscardHandler))
-	svc, err := identity.NewService(f.store, f.audit, f.cfg, rand.Reader, identity.WithClock(f.clock.now), identity.WithKeyUsage(usage))
+	svc, err := identity.NewService(f.store, f.audit, f.cfg, rand.Reader, identity.WithClock(f.clock.Now), identity.WithKeyUsage(usage))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestKeyUseIsRecorded(t *testing.T) {
 	if err := usage.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := f.store.APIKey(ctx, org.ID, k.ID); !got.LastUsedAt.Equal(f.clock.now()) {
-		t.Fatalf("last used %v, want %v", got.LastUsedAt, f.clock.now())
+	if got, _ := f.store.APIKey(ctx, org.ID, k.ID); !got.LastUsedAt.Equal(f.clock.Now()) {
+		t.Fatalf("last used %v, want %v", got.LastUsedAt, f.clock.Now())
 	}
 }

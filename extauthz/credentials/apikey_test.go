@@ -29,7 +29,7 @@ func testAPIKeyVerifier(t *testing.T, withRedis bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := []credentials.KeyOption{credentials.WithKeyClock(f.clock.now)}
+	opts := []credentials.KeyOption{credentials.WithKeyClock(f.clock.Now)}
 	if f.feed != nil {
 		opts = append(opts, credentials.WithKeyFeed(f.feed))
 	}
@@ -48,7 +48,7 @@ func testAPIKeyVerifier(t *testing.T, withRedis bool) {
 	}
 	plain, plainSecret := key(identity.NewAPIKey{Scopes: []string{"mcp:tools:call"}, AllowedTools: []string{"echo"}})
 	_, fencedSecret := key(identity.NewAPIKey{IPAllowlist: []string{"10.0.0.0/8"}})
-	_, expiringSecret := key(identity.NewAPIKey{ExpiresAt: f.clock.now().Add(time.Hour)})
+	_, expiringSecret := key(identity.NewAPIKey{ExpiresAt: f.clock.Now().Add(time.Hour)})
 	revoked, revokedSecret := key(identity.NewAPIKey{})
 	if err := f.svc.RevokeAPIKey(ctx, owner.ID, org.ID, revoked.ID, meta); err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func testAPIKeyVerifier(t *testing.T, withRedis bool) {
 	}
 
 	t.Run("fail/expired, even from memory", func(t *testing.T) {
-		f.clock.advance(time.Hour)
+		f.clock.Advance(time.Hour)
 		if _, err := v.Verify(ctx, request("192.0.2.1", "x-api-key", expiringSecret)); kind(err) != "invalid" {
 			t.Fatalf("got %s", kind(err))
 		}
@@ -129,7 +129,7 @@ func testAPIKeyVerifier(t *testing.T, withRedis bool) {
 		if err := f.svc.SetOrgTier(ctx, sess, org.ID, identity.TierFree, meta); err != nil {
 			t.Fatal(err)
 		}
-		f.clock.advance(2 * time.Minute) // past the memory's freshness: no event for a tier change
+		f.clock.Advance(2 * time.Minute) // past the memory's freshness: no event for a tier change
 		if id, err := v.Verify(ctx, request("192.0.2.1", "x-api-key", pro)); err != nil || id.APIKey.Tier != "free" {
 			t.Fatalf("pro key after the org went free: %v %+v", err, id.APIKey)
 		}

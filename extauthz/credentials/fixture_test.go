@@ -22,28 +22,12 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
+	"github.com/mcpauthz/mcpauthz/internal/testclock"
 )
 
 const goodPassword = "correct horse battery staple"
 
 var meta = identity.Meta{IP: "192.0.2.7", UserAgent: "test"}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // store is the identity store with its reads counted, and failing on
 // demand as a backend that is down.
@@ -119,7 +103,7 @@ func (e *events) Publish(_ context.Context, ev identity.Event) error {
 type fixture struct {
 	svc    *identity.Service
 	store  *store
-	clock  *clock
+	clock  *testclock.Clock
 	events *events
 	feed   *redisfeed.Feed // nil without Redis
 	rdb    *redis.Client
@@ -142,8 +126,8 @@ func newFixture(t testing.TB, withRedis bool) *fixture {
 	}
 	cfg := identity.DefaultConfig()
 	cfg.Password = password.Params{Memory: 7 * 1024, Iterations: 5, Parallelism: 1, SaltLen: 16, KeyLen: 32}
-	f := &fixture{store: &store{Store: st}, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}, events: &events{}}
-	opts := []identity.Option{identity.WithClock(f.clock.now), identity.WithEvents(f.events)}
+	f := &fixture{store: &store{Store: st}, clock: testclock.New(time.Now().UTC().Truncate(time.Second)), events: &events{}}
+	opts := []identity.Option{identity.WithClock(f.clock.Now), identity.WithEvents(f.events)}
 	if withRedis {
 		url := os.Getenv("MCPAUTHZ_TEST_REDIS_URL")
 		if url == "" {
@@ -162,7 +146,7 @@ func newFixture(t testing.TB, withRedis bool) *fixture {
 		var b [8]byte
 		rand.Read(b[:])
 		f.prefix = fmt.Sprintf("test-credentials-%x", b)
-		f.feed, err = redisfeed.New(f.rdb, redisfeed.WithPrefix(f.prefix), redisfeed.WithClock(f.clock.now))
+		f.feed, err = redisfeed.New(f.rdb, redisfeed.WithPrefix(f.prefix), redisfeed.WithClock(f.clock.Now))
 		if err != nil {
 			t.Fatal(err)
 		}

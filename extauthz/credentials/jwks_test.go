@@ -33,7 +33,7 @@ func TestJWKSRotation(t *testing.T) {
 
 	// The provider rotates: ec-2 is published, and signs.
 	idp.publish(t, jwtKey("ec"), jwtKey("ec2"))
-	rotated := jwtSign(t, jwtKey("ec2"), jwtClaims(clk.now()))
+	rotated := jwtSign(t, jwtKey("ec2"), jwtClaims(clk.Now()))
 	if _, err := v.Verify(ctx, jwtReq("Bearer "+rotated)); err != nil {
 		t.Fatalf("a token of the new key: %v", err)
 	}
@@ -51,7 +51,7 @@ func TestJWKSRotation(t *testing.T) {
 				_, _ = rand.Read(kid)
 				k := *jwtKey("ec2")
 				k.kid = fmt.Sprintf("%x", kid)
-				_, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, &k, jwtClaims(clk.now()))))
+				_, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, &k, jwtClaims(clk.Now()))))
 				errs <- err
 			})
 		}
@@ -73,19 +73,19 @@ func TestJWKSRotation(t *testing.T) {
 		}
 	})
 	t.Run("fail/a flood an interval later fetches once", func(t *testing.T) {
-		clk.advance(DefaultKIDRefreshInterval)
+		clk.Advance(DefaultKIDRefreshInterval)
 		flood(200)
 		if n := idp.hits.Load(); n != 3 {
 			t.Fatalf("%d fetches, want 3", n)
 		}
 	})
 	t.Run("ok/the known keys still verify during a flood", func(t *testing.T) {
-		if _, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, jwtKey("ec"), jwtClaims(clk.now())))); err != nil {
+		if _, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, jwtKey("ec"), jwtClaims(clk.Now())))); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("fail/a key the provider withdraws is refused, cached tokens included", func(t *testing.T) {
-		tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.now()))
+		tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.Now()))
 		if _, err := v.Verify(ctx, jwtReq("Bearer "+tok)); err != nil {
 			t.Fatal(err)
 		}
@@ -93,14 +93,14 @@ func TestJWKSRotation(t *testing.T) {
 		if err := v.Refresh(ctx); err != nil {
 			t.Fatal(err)
 		}
-		clk.advance(DefaultKIDRefreshInterval)
+		clk.Advance(DefaultKIDRefreshInterval)
 		_, err := v.Verify(ctx, jwtReq("Bearer "+tok))
 		if jwtStatus(err) != 401 || !errors.Is(err, errJWTKID) {
 			t.Fatalf("err %v, want 401 unknown kid", err)
 		}
 	})
 	t.Run("fail/a key replaced under the same kid stops its cached tokens", func(t *testing.T) {
-		tok := jwtSign(t, jwtKey("ec2"), jwtClaims(clk.now()))
+		tok := jwtSign(t, jwtKey("ec2"), jwtClaims(clk.Now()))
 		if _, err := v.Verify(ctx, jwtReq("Bearer "+tok)); err != nil {
 			t.Fatal(err)
 		}
@@ -138,14 +138,14 @@ func TestJWKSUnavailable(t *testing.T) {
 			clk := jwtNewClock()
 			idp := jwtNewIdP(t, jwtKey("ec"))
 			c.serve(idp)
-			v, err := NewJWTVerifier(jwtConfig(t, idp.url()), WithJWTClock(clk.now))
+			v, err := NewJWTVerifier(jwtConfig(t, idp.url()), WithJWTClock(clk.Now))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := v.Refresh(ctx); !errors.Is(err, ErrJWKSUnavailable) {
 				t.Fatalf("Refresh: %v, want ErrJWKSUnavailable", err)
 			}
-			tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.now()))
+			tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.Now()))
 			for i := range 2 { // the first fetches on demand, the second is rate-capped
 				id, err := v.Verify(ctx, jwtReq("Bearer "+tok))
 				if jwtStatus(err) != 503 || !errors.Is(err, ErrJWKSUnavailable) || errors.Is(err, extauthz.ErrInvalidCredential) {
@@ -162,16 +162,16 @@ func TestJWKSUnavailable(t *testing.T) {
 		clk := jwtNewClock()
 		idp := jwtNewIdP(t, jwtKey("ec"))
 		idp.status.Store(503)
-		v, err := NewJWTVerifier(jwtConfig(t, idp.url()), WithJWTClock(clk.now))
+		v, err := NewJWTVerifier(jwtConfig(t, idp.url()), WithJWTClock(clk.Now))
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.now()))
+		tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.Now()))
 		if _, err := v.Verify(ctx, jwtReq("Bearer "+tok)); jwtStatus(err) != 503 {
 			t.Fatalf("err %v, want 503", err)
 		}
 		idp.status.Store(0)
-		clk.advance(DefaultKIDRefreshInterval)
+		clk.Advance(DefaultKIDRefreshInterval)
 		if _, err := v.Verify(ctx, jwtReq("Bearer "+tok)); err != nil {
 			t.Fatal(err)
 		}
@@ -185,10 +185,10 @@ func TestJWKSUnavailable(t *testing.T) {
 		if err := v.Refresh(ctx); !errors.Is(err, ErrJWKSUnavailable) {
 			t.Fatalf("Refresh: %v", err)
 		}
-		if _, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, jwtKey("ec"), jwtClaims(clk.now())))); err != nil {
+		if _, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, jwtKey("ec"), jwtClaims(clk.Now())))); err != nil {
 			t.Fatalf("a known key while the provider is down: %v", err)
 		}
-		_, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, jwtKey("ec2"), jwtClaims(clk.now()))))
+		_, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, jwtKey("ec2"), jwtClaims(clk.Now()))))
 		if jwtStatus(err) != 503 {
 			t.Fatalf("a new kid while the provider is down: %v, want 503", err)
 		}
@@ -199,11 +199,11 @@ func TestJWKSUnavailable(t *testing.T) {
 		slow := make(chan struct{})
 		idp := jwtNewIdP(t, jwtKey("ec"))
 		idp.block.Store(&slow)
-		v, err := NewJWTVerifier(jwtConfig(t, idp.url()), WithJWTClock(clk.now))
+		v, err := NewJWTVerifier(jwtConfig(t, idp.url()), WithJWTClock(clk.Now))
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.now()))
+		tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.Now()))
 		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		defer cancel()
 		if _, err := v.Verify(short, jwtReq("Bearer "+tok)); jwtStatus(err) != 503 || !errors.Is(err, context.DeadlineExceeded) {
@@ -234,7 +234,7 @@ func TestJWKSRun(t *testing.T) {
 		clk := jwtNewClock()
 		idp := jwtNewIdP(t, jwtKey("ec"))
 		idp.status.Store(500)
-		v, err := NewJWTVerifier(jwtConfig(t, idp.url()), WithJWTClock(clk.now))
+		v, err := NewJWTVerifier(jwtConfig(t, idp.url()), WithJWTClock(clk.Now))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +246,7 @@ func TestJWKSRun(t *testing.T) {
 		// The retry comes a second after the failure, well before the
 		// refresh interval.
 		jwtEventually(t, func() bool { return v.order[0].src.keys.Load() != nil })
-		if _, err := v.Verify(context.Background(), jwtReq("Bearer "+jwtSign(t, jwtKey("ec"), jwtClaims(clk.now())))); err != nil {
+		if _, err := v.Verify(context.Background(), jwtReq("Bearer "+jwtSign(t, jwtKey("ec"), jwtClaims(clk.Now())))); err != nil {
 			t.Fatal(err)
 		}
 		cancel()
@@ -268,22 +268,22 @@ func TestJWKSRun(t *testing.T) {
 		}
 		v, err := NewJWTVerifier(JWTConfig{Issuers: []JWTIssuer{{
 			Issuer: jwtTestIssuer, JWKSFile: path, Audiences: []string{jwtTestAudience}, RefreshInterval: time.Second,
-		}}}, WithJWTClock(clk.now))
+		}}}, WithJWTClock(clk.Now))
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
-		if _, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, jwtKey("ec"), jwtClaims(clk.now())))); err != nil {
+		if _, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, jwtKey("ec"), jwtClaims(clk.Now())))); err != nil {
 			t.Fatal(err)
 		}
-		rotated := jwtSign(t, jwtKey("ec2"), jwtClaims(clk.now()))
+		rotated := jwtSign(t, jwtKey("ec2"), jwtClaims(clk.Now()))
 		if _, err := v.Verify(ctx, jwtReq("Bearer "+rotated)); !errors.Is(err, errJWTKID) {
 			t.Fatalf("a key not in the file: %v", err)
 		}
 		if err := os.WriteFile(path, jwtJWKS(t, jwtKey("ec"), jwtKey("ec2")), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		clk.advance(time.Second)
+		clk.Advance(time.Second)
 		runCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		go func() { _ = v.Run(runCtx) }()

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/internal/testclock"
 )
 
 // The fixture: one identity provider with RSA, ECDSA and Ed25519 keys
@@ -141,25 +142,9 @@ func jwtSignHeader(t testing.TB, k *jwtTestKey, header, claims map[string]any) s
 	return jwtRaw(t, k, header["alg"].(string), string(h), string(p))
 }
 
-// jwtClock is a settable clock.
-type jwtClock struct {
-	mu sync.Mutex
-	t  time.Time
+func jwtNewClock() *testclock.Clock {
+	return testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
-
-func (c *jwtClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *jwtClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func jwtNewClock() *jwtClock { return &jwtClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
 
 // jwtIdP is an identity provider's JWK set endpoint, counting its hits.
 type jwtIdP struct {
@@ -210,13 +195,13 @@ func jwtConfig(t testing.TB, url string) JWTConfig {
 }
 
 // jwtNewVerifier returns a verifier of the fixture with its keys loaded.
-func jwtNewVerifier(t testing.TB, idp *jwtIdP, clk *jwtClock, edit ...func(*JWTConfig)) *JWTVerifier {
+func jwtNewVerifier(t testing.TB, idp *jwtIdP, clk *testclock.Clock, edit ...func(*JWTConfig)) *JWTVerifier {
 	t.Helper()
 	cfg := jwtConfig(t, idp.url())
 	for _, e := range edit {
 		e(&cfg)
 	}
-	v, err := NewJWTVerifier(cfg, WithJWTClock(clk.now))
+	v, err := NewJWTVerifier(cfg, WithJWTClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +253,7 @@ func jwtSetLast(bits byte) func(string) string {
 
 func TestJWTVerify(t *testing.T) {
 	clk := jwtNewClock()
-	now := clk.now()
+	now := clk.Now()
 	idp := jwtNewIdP(t, jwtKey("rsa"), jwtKey("ec"), jwtKey("ed"))
 	rsaKey, ecKey, edKey := jwtKey("rsa"), jwtKey("ec"), jwtKey("ed")
 	with := func(edit func(map[string]any)) map[string]any {
@@ -493,13 +478,13 @@ func TestJWTNotMine(t *testing.T) {
 
 func TestJWTClaimMapping(t *testing.T) {
 	clk := jwtNewClock()
-	now := clk.now()
+	now := clk.Now()
 	k := jwtKey("ed")
 	v, err := NewJWTVerifier(JWTConfig{Issuers: []JWTIssuer{{
 		Issuer: "https://keycloak.example/realms/r", JWKS: jwtJWKS(t, k), Algorithms: []string{"EdDSA"},
 		Audiences: []string{"mcp"}, RequiredClaims: []string{"realm_access.roles"},
 		Claims: JWTClaimMap{UserID: "oid", Tenant: "org.id", Roles: "realm_access.roles", Scopes: "https://x.example/scopes"},
-	}}}, WithJWTClock(clk.now))
+	}}}, WithJWTClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,7 +510,7 @@ func TestJWTClaimMapping(t *testing.T) {
 	}
 
 	// Defaults: scp (Entra's space-separated string) when there is no scope.
-	v2, err := NewJWTVerifier(JWTConfig{Issuers: []JWTIssuer{{Issuer: "https://login.example/t/v2.0", JWKS: jwtJWKS(t, k), Audiences: []string{"api://mcp"}}}}, WithJWTClock(clk.now))
+	v2, err := NewJWTVerifier(JWTConfig{Issuers: []JWTIssuer{{Issuer: "https://login.example/t/v2.0", JWKS: jwtJWKS(t, k), Audiences: []string{"api://mcp"}}}}, WithJWTClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +532,7 @@ func TestJWTCache(t *testing.T) {
 	clk := jwtNewClock()
 	idp := jwtNewIdP(t, jwtKey("ec"), jwtKey("rsa"))
 	v := jwtNewVerifier(t, idp, clk, func(c *JWTConfig) { c.CacheTTL = 2 * time.Minute })
-	tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.now()))
+	tok := jwtSign(t, jwtKey("ec"), jwtClaims(clk.Now()))
 
 	t.Run("ok/a repeated token is not checked again", func(t *testing.T) {
 		for range 3 {
@@ -560,7 +545,7 @@ func TestJWTCache(t *testing.T) {
 		}
 	})
 	t.Run("ok/checked again after the cache TTL", func(t *testing.T) {
-		clk.advance(2 * time.Minute)
+		clk.Advance(2 * time.Minute)
 		if _, err := v.Verify(ctx, jwtReq("Bearer "+tok)); err != nil {
 			t.Fatal(err)
 		}
@@ -569,7 +554,7 @@ func TestJWTCache(t *testing.T) {
 		}
 	})
 	t.Run("fail/a cached token past exp and the leeway", func(t *testing.T) {
-		clk.advance(3*time.Minute + 31*time.Second)
+		clk.Advance(3*time.Minute + 31*time.Second)
 		_, err := v.Verify(ctx, jwtReq("Bearer "+tok))
 		if jwtStatus(err) != 401 || !errors.Is(err, jwt.ErrTokenExpired) {
 			t.Fatalf("err %v", err)
@@ -615,7 +600,7 @@ func TestJWTRevocation(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			clk := jwtNewClock()
 			v := jwtNewVerifier(t, jwtNewIdP(t, jwtKey("ec")), clk)
-			claims := jwtClaims(clk.now())
+			claims := jwtClaims(clk.Now())
 			if c.claims != nil {
 				c.claims(claims)
 			}
@@ -623,7 +608,7 @@ func TestJWTRevocation(t *testing.T) {
 			if _, err := v.Verify(ctx, jwtReq("Bearer "+tok)); err != nil {
 				t.Fatal(err)
 			}
-			c.revoke(v, clk.now())
+			c.revoke(v, clk.Now())
 			_, err := v.Verify(ctx, jwtReq("Bearer "+tok))
 			if c.refused != (err != nil) {
 				t.Fatalf("refused = %v, want %v (err %v)", err != nil, c.refused, err)
@@ -635,8 +620,8 @@ func TestJWTRevocation(t *testing.T) {
 				t.Fatalf("a revoked token answered from the cache: %+v", v.Stats())
 			}
 			if c.fresh {
-				clk.advance(time.Second)
-				later := jwtClaims(clk.now())
+				clk.Advance(time.Second)
+				later := jwtClaims(clk.Now())
 				later["jti"] = "jti-2"
 				if _, err := v.Verify(ctx, jwtReq("Bearer "+jwtSign(t, jwtKey("ec"), later))); err != nil {
 					t.Fatalf("a token issued after the revocation: %v", err)
@@ -649,12 +634,12 @@ func TestJWTRevocation(t *testing.T) {
 		clk := jwtNewClock()
 		v := jwtNewVerifier(t, jwtNewIdP(t, jwtKey("ec")), clk)
 		for i := range 3000 {
-			v.RevokeSubject(fmt.Sprint("user-", i), clk.now())
+			v.RevokeSubject(fmt.Sprint("user-", i), clk.Now())
 			v.RevokeJTI(fmt.Sprint("jti-", i), time.Time{})
 		}
-		clk.advance(DefaultMaxJWTLifetime + 30*time.Second)
+		clk.Advance(DefaultMaxJWTLifetime + 30*time.Second)
 		for i := range 2500 { // enough to pass the next sweep threshold
-			v.RevokeSubject(fmt.Sprint("later-", i), clk.now())
+			v.RevokeSubject(fmt.Sprint("later-", i), clk.Now())
 		}
 		v.revoked.mu.RLock()
 		n := len(v.revoked.subjects) + len(v.revoked.ids)
@@ -663,7 +648,7 @@ func TestJWTRevocation(t *testing.T) {
 			t.Fatalf("%d revocations kept, want only the live ones", n)
 		}
 		// A revocation older than the longest lifetime is not stored at all.
-		v.RevokeSubject("ancient", clk.now().Add(-2*DefaultMaxJWTLifetime))
+		v.RevokeSubject("ancient", clk.Now().Add(-2*DefaultMaxJWTLifetime))
 		if _, ok := v.revoked.subjects[jwtRevSubject{sub: "ancient"}]; ok {
 			t.Fatal("an expired revocation was stored")
 		}
@@ -734,7 +719,7 @@ func BenchmarkJWTVerify(b *testing.B) {
 	idp := jwtNewIdP(b, jwtKey("rsa"), jwtKey("ec"), jwtKey("ed"))
 	v := jwtNewVerifier(b, idp, clk)
 	b.Run("cached", func(b *testing.B) {
-		req := jwtReq("Bearer " + jwtSign(b, jwtKey("ec"), jwtClaims(clk.now())))
+		req := jwtReq("Bearer " + jwtSign(b, jwtKey("ec"), jwtClaims(clk.Now())))
 		if _, err := v.Verify(ctx, req); err != nil {
 			b.Fatal(err)
 		}
@@ -747,11 +732,11 @@ func BenchmarkJWTVerify(b *testing.B) {
 	})
 	for _, name := range []string{"rsa", "ec", "ed"} {
 		k := jwtKey(name)
-		tok := jwtSign(b, k, jwtClaims(clk.now()))
+		tok := jwtSign(b, k, jwtClaims(clk.Now()))
 		b.Run("uncached/"+k.alg, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := v.verifyToken(ctx, tok, clk.now()); err != nil {
+				if _, err := v.verifyToken(ctx, tok, clk.Now()); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -52,7 +52,7 @@ func testSessionVerifier(t *testing.T, withRedis bool) {
 	if err := f.svc.SetActiveOrg(ctx, lb.Session, org.ID); err != nil {
 		t.Fatal(err)
 	}
-	opts := []credentials.SessionOption{credentials.WithSessionClock(f.clock.now)}
+	opts := []credentials.SessionOption{credentials.WithSessionClock(f.clock.Now)}
 	if f.feed != nil {
 		opts = append(opts, credentials.WithSessionFeed(f.feed))
 	}
@@ -168,25 +168,25 @@ func testSessionVerifier(t *testing.T, withRedis bool) {
 		usage := identity.NewSessionUsage(f.store, identity.DefaultConfig().SessionIdle, time.Hour, slog.New(slog.DiscardHandler))
 		uv := credentials.NewSessionVerifier(f.store, credentials.FixedFreshness(time.Hour), append(opts, credentials.WithSessionUsage(usage))...)
 		l := f.login(t, ada.Email)
-		f.clock.advance(11 * time.Hour)
+		f.clock.Advance(11 * time.Hour)
 		if _, err := uv.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token))); err != nil {
 			t.Fatal(err)
 		}
 		if err := usage.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		f.clock.advance(2 * time.Hour) // 13 h after login, 2 h after its use
+		f.clock.Advance(2 * time.Hour) // 13 h after login, 2 h after its use
 		if _, err := uv.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token))); err != nil {
 			t.Fatalf("a session used 2 h ago: %v", err)
 		}
-		f.clock.advance(13 * time.Hour)
+		f.clock.Advance(13 * time.Hour)
 		if _, err := uv.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token))); kind(err) != "invalid" {
 			t.Fatalf("a session unused for 13 h: %v", err)
 		}
 	})
 	t.Run("fail/idle too long", func(t *testing.T) {
 		l := f.login(t, ada.Email)
-		f.clock.advance(13 * time.Hour)
+		f.clock.Advance(13 * time.Hour)
 		if _, got := verify("cookie", cookie(l.Token)); got != "invalid" {
 			t.Fatalf("an idle-expired session: %s", got)
 		}

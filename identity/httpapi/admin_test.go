@@ -82,7 +82,7 @@ func TestAuditLog(t *testing.T) {
 				}
 			}},
 	})
-	f.clock.advance(16 * time.Minute)
+	f.clock.Advance(16 * time.Minute)
 	run(t, f, []step{
 		{name: "fail/admin with a stale session", req: request{method: "GET", path: "/v1/audit", token: admin.token}, status: 401, code: "fresh_auth_required",
 			check: wantFreshChallenge},
@@ -109,7 +109,7 @@ func TestAdmin(t *testing.T) {
 	var key struct{ Secret string }
 	f.do(request{method: "POST", path: "/v1/orgs/" + orgA + "/api-keys", token: alice.token, body: map[string]any{"name": "ci"}}).decode(t, &key)
 	users := "/v1/admin/users/"
-	until := f.clock.now().Add(48 * time.Hour).Format(time.RFC3339)
+	until := f.clock.Now().Add(48 * time.Hour).Format(time.RFC3339)
 	run(t, f, []step{
 		{name: "fail/list as a user", req: request{method: "GET", path: "/v1/admin/users", token: alice.token}, status: 403, code: "forbidden"},
 		{name: "ok/list", req: request{method: "GET", path: "/v1/admin/users?q=example.com&limit=2", token: admin.token}, status: 200,
@@ -171,7 +171,7 @@ func TestAdmin(t *testing.T) {
 		{name: "ok/revoke credentials", req: request{method: "POST", path: users + bob.id + "/revoke-credentials", token: admin.token}, status: 204},
 		{name: "fail/the revoked session", req: request{method: "GET", path: "/v1/me", token: bob.token}, status: 401, code: "unauthenticated"},
 	})
-	f.clock.advance(16 * time.Minute)
+	f.clock.Advance(16 * time.Minute)
 	run(t, f, []step{
 		{name: "fail/stale session", req: request{method: "PUT", path: users + alice.id + "/ban", token: admin.token, body: map[string]any{"reason": "x"}},
 			status: 401, code: "fresh_auth_required", check: wantFreshChallenge},
@@ -203,7 +203,7 @@ func TestGDPR(t *testing.T) {
 		{name: "fail/erase the last owner", req: request{method: "DELETE", path: "/v1/me", token: alice.token}, status: 409, code: "last_owner"},
 		{name: "ok/delete the org", req: request{method: "DELETE", path: "/v1/orgs/" + orgA, token: alice.token}, status: 204},
 	})
-	f.clock.advance(16 * time.Minute)
+	f.clock.Advance(16 * time.Minute)
 	run(t, f, []step{
 		{name: "fail/erase with a stale session", req: request{method: "DELETE", path: "/v1/me", token: alice.token}, status: 401, code: "fresh_auth_required"},
 		{name: "fail/delete an org with a stale session", req: request{method: "DELETE", path: "/v1/orgs/" + orgB, token: bob.token}, status: 401, code: "fresh_auth_required"},

@@ -396,7 +396,7 @@ func TestAPIKeysAndTokens(t *testing.T) {
 			}
 			res.decode(t, &tok)
 			claims, err := token.Verify(tok.AccessToken, f.tokens.KeySet(), token.WithIssuer("https://id.example.com"),
-				token.WithAudience("https://mcp.example.com/mcp"), token.WithClock(f.clock.now))
+				token.WithAudience("https://mcp.example.com/mcp"), token.WithClock(f.clock.Now))
 			if err != nil {
 				t.Fatalf("the issued token does not verify: %v", err)
 			}
@@ -459,7 +459,7 @@ func TestAPIKeysAndTokens(t *testing.T) {
 			status: 201, check: func(t *testing.T, res *response) { res.decode(t, &rotated) }},
 		{name: "ok/the old key works in its grace", req: request{method: "POST", path: "/v1/token", token: created.Secret}, status: 200},
 	})
-	f.clock.advance(61 * time.Second)
+	f.clock.Advance(61 * time.Second)
 	run(t, f, []step{
 		{name: "fail/the old key after its grace", req: request{method: "POST", path: "/v1/token", token: created.Secret}, status: 401, code: "unauthenticated"},
 		{name: "ok/the new key", req: request{method: "POST", path: "/v1/token", token: rotated.Secret}, status: 200},

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,27 +23,10 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity/password"
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
+	"github.com/mcpauthz/mcpauthz/internal/testclock"
 )
 
 const goodPassword = "correct horse battery staple"
-
-// clock is a settable clock shared by the service and the API.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type fixture struct {
 	t      *testing.T
@@ -52,7 +34,7 @@ type fixture struct {
 	tokens *identity.Tokens
 	store  *sqlstore.Store
 	audit  *identity.Auditor
-	clock  *clock
+	clock  *testclock.Clock
 	srv    *httptest.Server
 	doc    *openapi3.T
 	router routers.Router
@@ -82,8 +64,8 @@ func newFixture(t *testing.T, edit ...func(*httpapi.Config)) *fixture {
 	cfg.Password = password.Params{Memory: 7 * 1024, Iterations: 5, Parallelism: 1, SaltLen: 16, KeyLen: 32}
 	// The clock starts at the real time: the HTTP client's cookie jar
 	// judges cookie expiry by it.
-	f := &fixture{t: t, store: store, audit: audit, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
-	f.svc, err = identity.NewService(store, audit, cfg, rand.Reader, identity.WithClock(f.clock.now))
+	f := &fixture{t: t, store: store, audit: audit, clock: testclock.New(time.Now().UTC().Truncate(time.Second))}
+	f.svc, err = identity.NewService(store, audit, cfg, rand.Reader, identity.WithClock(f.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +87,7 @@ func newFixture(t *testing.T, edit ...func(*httpapi.Config)) *fixture {
 	for _, e := range edit {
 		e(&hcfg)
 	}
-	h, err := httpapi.New(f.svc, f.tokens, hcfg, httpapi.WithClock(f.clock.now))
+	h, err := httpapi.New(f.svc, f.tokens, hcfg, httpapi.WithClock(f.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}

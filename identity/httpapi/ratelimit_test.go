@@ -42,7 +42,7 @@ func TestLoginRateLimit(t *testing.T) {
 		{name: "ok/its second", req: from("2001:db8:1::2"), status: 201},
 		{name: "fail/rotating addresses in one /64", req: from("2001:db8:1::3"), status: 429, code: "rate_limited"},
 	})
-	f.clock.advance(time.Minute)
+	f.clock.Advance(time.Minute)
 	run(t, f, []step{{name: "ok/after a minute", req: login, status: 201}})
 }
 
@@ -85,6 +85,6 @@ func TestLockout(t *testing.T) {
 	if string(lockedBody) != string(unknownBody) {
 		t.Errorf("a locked account answers %s, an unknown email %s", lockedBody, unknownBody)
 	}
-	f.clock.advance(time.Minute)
+	f.clock.Advance(time.Minute)
 	run(t, f, []step{{name: "ok/after the lock", req: locked, status: 201}})
 }

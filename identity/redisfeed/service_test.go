@@ -6,7 +6,6 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +17,8 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/identity/token"
+	"github.com/mcpauthz/mcpauthz/internal/testclock"
 )
-
-// clock is a settable clock, shared by the service and the feed.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // world is an identity service on SQLite that writes through to Redis.
 type world struct {
@@ -45,7 +27,7 @@ type world struct {
 	feed   *redisfeed.Feed
 	rdb    *redis.Client
 	prefix string
-	clock  *clock
+	clock  *testclock.Clock
 	events <-chan identity.Event
 }
 
@@ -70,10 +52,10 @@ func newWorld(t *testing.T, edit ...func(*identity.Config)) *world {
 	for _, e := range edit {
 		e(&cfg)
 	}
-	w := &world{store: store, rdb: rdb, prefix: prefix, clock: &clock{t: time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC)}}
-	w.feed = newFeed(t, rdb, redisfeed.WithPrefix(prefix), redisfeed.WithClock(w.clock.now))
+	w := &world{store: store, rdb: rdb, prefix: prefix, clock: testclock.New(time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC))}
+	w.feed = newFeed(t, rdb, redisfeed.WithPrefix(prefix), redisfeed.WithClock(w.clock.Now))
 	w.events = subscribe(t, rdb, w.feed.Channel())
-	w.svc, err = identity.NewService(store, audit, cfg, rand.Reader, identity.WithClock(w.clock.now),
+	w.svc, err = identity.NewService(store, audit, cfg, rand.Reader, identity.WithClock(w.clock.Now),
 		identity.WithEvents(w.feed), identity.WithCache(w.feed))
 	if err != nil {
 		t.Fatal(err)
@@ -185,11 +167,11 @@ func TestServiceSessions(t *testing.T) {
 	}
 
 	// Use extends the idle expiry; re-authentication moves auth_time.
-	w.clock.advance(20 * time.Minute)
+	w.clock.Advance(20 * time.Minute)
 	if _, _, err := w.svc.Authenticate(ctx, l.Token); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.cachedSession(t, l.Token); !got.IdleExpires.Equal(w.clock.now().Add(identity.DefaultConfig().SessionIdle)) {
+	if got := w.cachedSession(t, l.Token); !got.IdleExpires.Equal(w.clock.Now().Add(identity.DefaultConfig().SessionIdle)) {
 		t.Fatalf("idle expiry cached %v", got.IdleExpires)
 	}
 	sess, _, err := w.svc.Authenticate(ctx, l.Token)
@@ -199,8 +181,8 @@ func TestServiceSessions(t *testing.T) {
 	if err := w.svc.Reauth(ctx, sess, goodPassword, meta); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.cachedSession(t, l.Token); !got.AuthTime.Equal(w.clock.now()) {
-		t.Fatalf("auth time cached %v, want %v", got.AuthTime, w.clock.now())
+	if got := w.cachedSession(t, l.Token); !got.AuthTime.Equal(w.clock.Now()) {
+		t.Fatalf("auth time cached %v, want %v", got.AuthTime, w.clock.Now())
 	}
 
 	// A login beyond MaxSessions evicts the oldest.
@@ -303,7 +285,7 @@ func TestServiceRotateAndRevokeKey(t *testing.T) {
 	}
 	// The old key stays, until its grace ends.
 	got := w.cachedKey(t, oldSecret)
-	if got.ReplacedBy != nk.ID || !got.GraceUntil.Equal(w.clock.now().Add(time.Hour)) || !got.Usable(w.clock.now()) {
+	if got.ReplacedBy != nk.ID || !got.GraceUntil.Equal(w.clock.Now().Add(time.Hour)) || !got.Usable(w.clock.Now()) {
 		t.Fatalf("old key cached as %+v", got)
 	}
 	if ttl := w.rdb.PTTL(ctx, redisfeed.APIKeyKey(w.prefix, digest(oldSecret))).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
