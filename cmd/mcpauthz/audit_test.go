@@ -18,6 +18,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/password"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
+	"github.com/mcpauthz/mcpauthz/internal/testpg"
 )
 
 // newTestService builds the identity service on the store c names, with
@@ -54,7 +55,7 @@ var identityBackends = []struct {
 	{name: "sqlite", store: func(t *testing.T) string { return filepath.Join(t.TempDir(), "identity.db") },
 		unguard: `DROP TRIGGER audit_events_erase_only`},
 	{name: "postgres", store: func(t *testing.T) string {
-		s := freshPostgresSchema(t, testPostgresURL(t))
+		s := testpg.Schema(t)
 		if code, _, stderr := runCmd(t, nil, "migrate", "-store", s); code != 0 {
 			t.Fatalf("migrate: %s", stderr)
 		}

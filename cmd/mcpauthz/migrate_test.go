@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,42 +12,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx" for the admin connection
 
 	"github.com/mcpauthz/mcpauthz/identity/postgres"
+	"github.com/mcpauthz/mcpauthz/internal/testpg"
 )
-
-// testPostgresURL returns the test database, or skips: CI sets it and
-// fails if the database is unreachable.
-func testPostgresURL(t *testing.T) string {
-	t.Helper()
-	url := os.Getenv("MCPAUTHZ_TEST_POSTGRES_URL")
-	if url == "" {
-		t.Skip("MCPAUTHZ_TEST_POSTGRES_URL is not set")
-	}
-	return url
-}
-
-// freshPostgresSchema creates an empty schema for one test and returns a
-// connection string that uses it (as identity/postgres's tests do), so
-// tests never touch each other's tables.
-func freshPostgresSchema(t *testing.T, url string) string {
-	t.Helper()
-	admin, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "mcpauthz_cmd_test_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		t.Fatalf("creating a test schema (is Postgres reachable?): %v", err)
-	}
-	t.Cleanup(func() { admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`) })
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	return url + sep + "search_path=" + schema
-}
 
 // runCmd runs mcpauthz with args and environ.
 func runCmd(t *testing.T, environ []string, args ...string) (code int, stdout, stderr string) {
@@ -81,7 +44,7 @@ func TestMigrate(t *testing.T) {
 			}
 			return p
 		}, steps: []step{{0, "migrated from version 0 to 1"}, {0, "schema up to date (version 1)"}}},
-		{name: "ok/postgres", store: func(t *testing.T) string { return freshPostgresSchema(t, testPostgresURL(t)) },
+		{name: "ok/postgres", store: func(t *testing.T) string { return testpg.Schema(t) },
 			steps: []step{{0, "migrated from version 0 to 1"}, {0, "schema up to date (version 1)"}}},
 		{name: "fail/sqlite directory missing", store: func(t *testing.T) string { return filepath.Join(t.TempDir(), "no", "id.db") },
 			steps: []step{{1, ""}}, wantErr: "identity store"},
@@ -124,7 +87,7 @@ func TestMigrate(t *testing.T) {
 // store fails with postgres.ErrNotMigrated, naming the command that fixes
 // it, and works after `mcpauthz migrate`.
 func TestPostgresNeedsMigrate(t *testing.T) {
-	store := freshPostgresSchema(t, testPostgresURL(t))
+	store := testpg.Schema(t)
 	cfg := identityDefaults()
 	cfg.Store = store
 	_, err := openIdentityStore(context.Background(), cfg)

@@ -2,11 +2,7 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
@@ -14,45 +10,12 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/storetest"
+	"github.com/mcpauthz/mcpauthz/internal/testpg"
 )
 
-// testURL returns the test database, or skips: CI sets it and fails if
-// the database is unreachable.
-func testURL(t *testing.T) string {
-	url := os.Getenv("MCPAUTHZ_TEST_POSTGRES_URL")
-	if url == "" {
-		t.Skip("MCPAUTHZ_TEST_POSTGRES_URL is not set")
-	}
-	return url
-}
-
-// freshSchema creates an empty schema for one test and returns a
-// connection string that uses it.
-func freshSchema(t *testing.T, url string) string {
-	t.Helper()
-	admin, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "mcpauthz_test_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		t.Fatalf("creating a test schema (is Postgres reachable?): %v", err)
-	}
-	t.Cleanup(func() { admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`) })
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	return url + sep + "search_path=" + schema
-}
-
 func TestContract(t *testing.T) {
-	url := testURL(t)
 	storetest.Run(t, func(t *testing.T) identity.Store {
-		s, err := Open(context.Background(), freshSchema(t, url), Options{Migrate: true})
+		s, err := Open(context.Background(), testpg.Schema(t), Options{Migrate: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +24,7 @@ func TestContract(t *testing.T) {
 }
 
 func TestOpenRefusesAnOldSchema(t *testing.T) {
-	url := freshSchema(t, testURL(t))
+	url := testpg.Schema(t)
 	_, err := Open(context.Background(), url, Options{})
 	if !errors.Is(err, ErrNotMigrated) {
 		t.Fatalf("got %v, want ErrNotMigrated", err)
@@ -79,7 +42,7 @@ func TestOpenRefusesAnOldSchema(t *testing.T) {
 }
 
 func TestPoolOptions(t *testing.T) {
-	url := freshSchema(t, testURL(t))
+	url := testpg.Schema(t)
 	for _, c := range []struct {
 		opts Options
 		want int
