@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,18 +49,20 @@ var DefaultIdentityHeaders = IdentityHeaders{
 // establishes the caller's identity, evaluates the policy and fails closed
 // on every error. It knows no transport.
 type Authorizer struct {
-	policy     PolicyEvaluator
-	identity   IdentityVerifier
-	decisions  DecisionLogger
-	ids        func() string
-	now        func() time.Time
-	log        *slog.Logger
-	timeout    time.Duration
-	mcpOptions mcp.Options
-	mcpPaths   []string
-	headers    IdentityHeaders
-	resource   *ProtectedResource // nil: no metadata served, challenges without resource_metadata
-	record     bool               // the decision log wants input and result documents
+	policy      PolicyEvaluator
+	identity    IdentityVerifier
+	decisions   DecisionLogger
+	ids         func() string
+	now         func() time.Time
+	log         *slog.Logger
+	timeout     time.Duration
+	mcpOptions  mcp.Options
+	mcpPaths    []string
+	headers     IdentityHeaders
+	resource    *ProtectedResource // nil: no metadata served, challenges without resource_metadata
+	record      bool               // the decision log wants input and result documents
+	signer      IdentitySigner     // nil: no upstream identity token
+	tokenHeader string
 }
 
 // Option configures an Authorizer.
@@ -90,6 +93,20 @@ var DefaultMCPPaths = []string{"/mcp"}
 // carries Mcp-Method.
 func WithMCP(opts mcp.Options, paths ...string) Option {
 	return func(a *Authorizer) { a.mcpOptions, a.mcpPaths = opts, paths }
+}
+
+// IdentitySigner signs the verified identity of an allowed request into a
+// token for the upstream.
+type IdentitySigner interface {
+	SignIdentity(id *Identity, decisionID string, now time.Time) (string, error)
+}
+
+// WithIdentityToken sends upstream, in header, a token of the verified
+// identity signed by signer, on every allow of an authenticated request.
+// The header should carry the identity prefix, so client-sent copies are
+// removed.
+func WithIdentityToken(signer IdentitySigner, header string) Option {
+	return func(a *Authorizer) { a.signer, a.tokenHeader = signer, strings.ToLower(header) }
 }
 
 // WithIdentityHeaders sets the identity header names.
@@ -144,6 +161,16 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 		}
 	}
 	d.DecisionID = id
+	if d.Allowed && a.signer != nil && in.Identity != nil && !in.Identity.IsAnonymous() {
+		tok, serr := a.signer.SignIdentity(in.Identity, id, a.now())
+		if serr != nil {
+			// The upstream was promised a token: no allow without one.
+			d, err = Deny(http.StatusInternalServerError, ReasonInternal), fmt.Errorf("upstream identity token: %w", serr)
+			d.DecisionID = id
+		} else {
+			d.Headers = append(slices.Clip(d.Headers), Header{a.tokenHeader, tok})
+		}
+	}
 	a.finish(&in, &d)
 
 	if err != nil {

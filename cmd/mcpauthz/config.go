@@ -409,6 +409,14 @@ func (c *Config) Validate() error {
 	if _, err := c.MCP.Resource.protectedResource(); err != nil {
 		bad("mcp.resource: %v", err)
 	}
+	// The upstream token's header carries the identity prefix, so a copy
+	// the client sends is removed.
+	if h := strings.ToLower(c.Credentials.UpstreamToken.Header); c.Credentials.UpstreamToken.KeyFile != "" &&
+		(c.Headers.Prefix == "" || !strings.HasPrefix(h, c.Headers.Prefix) || strings.ContainsFunc(h, func(r rune) bool {
+			return !(r == '-' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+		})) {
+		bad("credentials.upstream_token.header: %q must be a header name starting with headers.prefix", h)
+	}
 	if err := c.Credentials.validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
+	"github.com/mcpauthz/mcpauthz/identity/token"
 )
 
 // CredentialsConfig is what the sidecar verifies. API keys and sessions
@@ -39,6 +41,35 @@ type CredentialsConfig struct {
 	DegradedMaxAge Duration `yaml:"degraded_max_age"`
 	// JWT verifies bearer JWTs from the issuers listed.
 	JWT JWTConfig `yaml:"jwt"`
+	// UpstreamToken, with a key_file, sends the upstream a signed token of
+	// the verified identity with every authenticated allow.
+	UpstreamToken UpstreamTokenConfig `yaml:"upstream_token"`
+}
+
+// UpstreamTokenConfig configures the upstream identity token.
+type UpstreamTokenConfig struct {
+	KeyFile  string   `yaml:"key_file"` // from mcpauthz keygen
+	Header   string   `yaml:"header"`   // default x-mcpauthz-identity
+	Issuer   string   `yaml:"issuer"`   // default mcpauthz
+	Audience string   `yaml:"audience"` // the upstream
+	TTL      Duration `yaml:"ttl"`      // default 60s
+}
+
+// signer loads the key and returns the signer, or nil without a key file.
+func (u UpstreamTokenConfig) signer() (*credentials.UpstreamTokens, error) {
+	if u.KeyFile == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(u.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("credentials.upstream_token.key_file: %w", err)
+	}
+	key, err := token.UnmarshalPrivate(data)
+	clear(data)
+	if err != nil {
+		return nil, fmt.Errorf("credentials.upstream_token.key_file: %w", err)
+	}
+	return credentials.NewUpstreamTokens(key, u.Issuer, u.Audience, time.Duration(u.TTL))
 }
 
 // JWTConfig lists the issuers whose tokens are accepted.
@@ -91,6 +122,7 @@ func credentialsDefaults() CredentialsConfig {
 		SessionCookie:  credentials.DefaultSessionCookie,
 		RedisPrefix:    redisfeed.DefaultPrefix,
 		CacheSize:      100_000,
+		UpstreamToken:  UpstreamTokenConfig{Header: "x-mcpauthz-identity", Issuer: "mcpauthz", TTL: Duration(time.Minute)},
 		LiveMaxAge:     Duration(credentials.DefaultLiveMaxAge),
 		DegradedMaxAge: Duration(credentials.DefaultDegradedMaxAge),
 	}
@@ -117,6 +149,9 @@ func (c CredentialsConfig) validate() error {
 		if _, err := credentials.NewJWTVerifier(c.JWT.verifierConfig()); err != nil {
 			bad("credentials.jwt: %v", err)
 		}
+	}
+	if _, err := c.UpstreamToken.signer(); err != nil {
+		bad("credentials.upstream_token: %v", err)
 	}
 	return errors.Join(errs...)
 }

@@ -2,11 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/extauthz/credentials"
+	"github.com/mcpauthz/mcpauthz/identity"
 )
 
 func TestCredentialsConfig(t *testing.T) {
@@ -72,6 +80,10 @@ credentials:
 `, wantErr: "credentials.jwt"},
 		{name: "fail/an unknown issuer key", yaml: "credentials:\n  jwt:\n    issuers:\n    - {issuer: a, jwks: x}\n", wantErr: "field jwks not found"},
 		{name: "fail/a resource over plain http", yaml: "mcp:\n  resource: {url: http://mcp.example.com/mcp}\n", wantErr: "mcp.resource"},
+		{name: "fail/an upstream token header the client could forge", env: []string{"MCPAUTHZ_CREDENTIALS_UPSTREAM_TOKEN_KEY_FILE=" + filepath.Join(dir, "nope.json"),
+			"MCPAUTHZ_CREDENTIALS_UPSTREAM_TOKEN_HEADER=x-identity"}, wantErr: "must be a header name starting with headers.prefix"},
+		{name: "fail/an upstream token key that is not there", env: []string{"MCPAUTHZ_CREDENTIALS_UPSTREAM_TOKEN_KEY_FILE=" + filepath.Join(dir, "nope.json")},
+			wantErr: "credentials.upstream_token.key_file"},
 		{name: "fail/degraded longer than live", env: []string{"MCPAUTHZ_CREDENTIALS_DEGRADED_MAX_AGE=10m"}, wantErr: "degraded_max_age"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,4 +108,81 @@ credentials:
 			tt.check(t, cfg)
 		})
 	}
+}
+
+// TestUpstreamToken makes a key with keygen, configures the sidecar with
+// it, and finds a verifiable token of the caller on an authenticated allow.
+func TestUpstreamToken(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, jwksFile := filepath.Join(dir, "key.json"), filepath.Join(dir, "jwks.json")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"keygen", "-o", keyFile, "-jwks", jwksFile}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("keygen: %d %s", code, errOut.String())
+	}
+	if st, err := os.Stat(keyFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", st, err)
+	}
+	if code := run(context.Background(), []string{"keygen", "-o", keyFile, "-jwks", jwksFile}, nil, &out, &errOut); code == 0 {
+		t.Fatal("keygen overwrote a key")
+	}
+
+	cfg := devConfig(t)
+	cfg.Credentials.UpstreamToken.KeyFile = keyFile
+	cfg.Credentials.UpstreamToken.Audience = "https://upstream.internal"
+	s, stop := startSidecar(t, loopback(cfg), io.Discard)
+	defer stop()
+	// A key of the dev store's own, made through the store the sidecar reads.
+	secret := devKey(t, s)
+	req, _ := http.NewRequest("POST", "http://"+s.httpLis.Addr().String()+"/mcp",
+		strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Api-Key", secret)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	tok := res.Header.Get("X-Mcpauthz-Identity")
+	if res.StatusCode != 200 || tok == "" {
+		t.Fatalf("allow: %d, token %q", res.StatusCode, tok)
+	}
+	jwks, _ := os.ReadFile(jwksFile)
+	v, err := credentials.NewJWTVerifier(credentials.JWTConfig{Issuers: []credentials.JWTIssuer{{
+		Issuer: "mcpauthz", JWKS: jwks, Algorithms: []string{"ES256"}, Audiences: []string{"https://upstream.internal"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := v.Verify(context.Background(), &extauthz.Request{Headers: map[string]string{"authorization": "Bearer " + tok}})
+	if err != nil || !strings.HasPrefix(id.Subject, "key:") || id.Claims["auth_method"] != "api_key" {
+		t.Fatalf("the upstream token: %v %+v", err, id)
+	}
+}
+
+// devKey creates a user, an organization and an API key in the store the
+// sidecar reads, and returns the key.
+func devKey(t *testing.T, s *sidecar) string {
+	t.Helper()
+	ctx := context.Background()
+	audit, err := s.cfg.Identity.auditor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := identity.NewService(s.store, audit, s.cfg.Identity.serviceConfig(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := svc.SignUp(ctx, identity.SignUp{Email: "ada@example.com", Password: "correct horse battery staple",
+		Consents: []identity.Consent{{Kind: "privacy_policy", Version: "2026-01", Granted: true}, {Kind: "terms", Version: "2026-01", Granted: true}}}, identity.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org, err := svc.CreateOrg(ctx, u.ID, "Acme", "UTC", identity.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := svc.CreateAPIKey(ctx, u.ID, org.ID, identity.NewAPIKey{Name: "ci"}, identity.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret
 }

@@ -6,6 +6,7 @@
 //	dev      run both on loopback with the embedded policy and store, no setup
 //	migrate  bring the identity store's schema up to date
 //	audit    verify or export the identity audit log
+//	keygen   make a key for the upstream identity token
 //	version  print the version
 //
 // Every component is built and wired here.
@@ -44,6 +45,7 @@ Usage:
   mcpauthz migrate [flags]  bring the identity store's schema up to date
   mcpauthz audit verify     verify the identity audit log's hash chain
   mcpauthz audit export     export the identity audit log as JSON lines or CSV
+  mcpauthz keygen           make a key for the upstream identity token, and its JWK set
   mcpauthz version          print the version
 
 Run "mcpauthz <command> -h" for the flags of a command.
@@ -63,6 +65,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = runDev(ctx, args[1:], environ, stdout, stderr)
 	case "identity":
 		err = runIdentity(ctx, args[1:], environ, stdout, stderr)
+	case "keygen":
+		err = runKeygen(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], environ, stdout, stderr)
 	case "audit":

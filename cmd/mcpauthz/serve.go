@@ -103,6 +103,13 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		extauthz.WithMCP(mcp.Options{AllowBatches: cfg.MCP.AllowBatches}, cfg.MCP.Paths...),
 		extauthz.WithIdentityHeaders(extauthz.IdentityHeaders(cfg.Headers)),
 	}
+	signer, err := cfg.Credentials.UpstreamToken.signer()
+	if err != nil {
+		return nil, err
+	}
+	if signer != nil {
+		aopts = append(aopts, extauthz.WithIdentityToken(signer, cfg.Credentials.UpstreamToken.Header))
+	}
 	if cfg.DecisionLog.Output != "" {
 		w, err := s.decisionLogWriter(stdout)
 		if err != nil {
