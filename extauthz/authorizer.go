@@ -216,6 +216,8 @@ func (a *Authorizer) decide(ctx context.Context, in *PolicyInput, res *PolicyRes
 	id, err := a.identity.Verify(ctx, req)
 	switch {
 	case errors.Is(err, ErrInvalidCredential):
+		// Not a fault: the reason (never a token) is for debugging.
+		a.log.LogAttrs(ctx, slog.LevelDebug, "credential refused", slog.String("decision_id", in.DecisionID), slog.Any("reason", err))
 		d := Deny(http.StatusUnauthorized, ReasonUnauthorized)
 		d.Challenge = &invalidCredential
 		return d, nil

@@ -272,7 +272,13 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 	case s.local != nil:
 		s.local.listen(evictors)
 	case rdb != nil:
-		r := credentials.NewRevocations(rdb, c.RedisPrefix, evictors,
+		// The subscription has a client of its own: it may take longer to
+		// connect than a decision can wait, and nothing waits on it.
+		sub := *rdb.Options()
+		sub.DialTimeout, sub.ReadTimeout, sub.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+		subscriber := redis.NewClient(&sub)
+		s.closers = append(s.closers, subscriber)
+		r := credentials.NewRevocations(subscriber, c.RedisPrefix, evictors,
 			credentials.WithMaxAges(time.Duration(c.LiveMaxAge), time.Duration(c.DegradedMaxAge)),
 			credentials.WithRevocationLogger(s.log),
 			// gRPC health reports the events under their own name: lost,
