@@ -25,9 +25,12 @@ type KeyStore interface {
 
 // KeyFeed is the identity service's write-through of API keys, read
 // before the store (redisfeed.Feed). ErrMiss sends the lookup on to the
-// store; ErrRevoked refuses the key.
+// store; ErrRevoked refuses the key. A key read from the store is written
+// back, so the records of keys in use are renewed (a put never replaces
+// a revocation).
 type KeyFeed interface {
 	APIKey(ctx context.Context, digest []byte) (*identity.APIKey, error)
+	PutAPIKey(ctx context.Context, k *identity.APIKey) error
 }
 
 // KeyUseRecorder notes that a key was used (identity.Usage batches the
@@ -208,6 +211,11 @@ func (v *APIKeyVerifier) lookup(ctx context.Context, d token.Digest) (*identity.
 	if err != nil {
 		return nil, fmt.Errorf("API key store: %w", err)
 	}
+	if k.Usable(v.now()) {
+		if err := v.feed.PutAPIKey(ctx, k); err != nil {
+			v.log.LogAttrs(ctx, slog.LevelDebug, "writing an API key back to the feed failed", slog.Any("error", err))
+		}
+	}
 	return k, nil
 }
 
@@ -263,6 +271,8 @@ func (noFeed) APIKey(context.Context, []byte) (*identity.APIKey, error) {
 func (noFeed) Session(context.Context, []byte) (*identity.Session, error) {
 	return nil, redisfeed.ErrMiss
 }
+func (noFeed) PutAPIKey(context.Context, *identity.APIKey) error   { return nil }
+func (noFeed) PutSession(context.Context, *identity.Session) error { return nil }
 
 type noUsage struct{}
 

@@ -27,9 +27,12 @@ type SessionStore interface {
 }
 
 // SessionFeed is the identity service's write-through of sessions, read
-// before the store (redisfeed.Feed).
+// before the store (redisfeed.Feed). A session read from the store is
+// written back, so the records of sessions in use are renewed (a put
+// never replaces a revocation).
 type SessionFeed interface {
 	Session(ctx context.Context, digest []byte) (*identity.Session, error)
+	PutSession(ctx context.Context, s *identity.Session) error
 }
 
 // SessionUseRecorder notes that a session was used, which keeps it from
@@ -218,8 +221,20 @@ func (v *SessionVerifier) session(ctx context.Context, d token.Digest) (*identit
 	if s, err = v.storeSession(ctx, d); err != nil {
 		return nil, err
 	}
+	v.writeBack(ctx, s, now)
 	v.sessions.put(d, *s, gen, now, s.ExpiresAt)
 	return s, nil
+}
+
+// writeBack renews the feed's record of a live session read from the
+// store.
+func (v *SessionVerifier) writeBack(ctx context.Context, s *identity.Session, now time.Time) {
+	if !s.Active(now) {
+		return
+	}
+	if err := v.feed.PutSession(ctx, s); err != nil {
+		v.log.LogAttrs(ctx, slog.LevelDebug, "writing a session back to the feed failed", slog.Any("error", err))
+	}
 }
 
 // idledOut reports whether the session's only fault at now is its idle
@@ -246,6 +261,7 @@ func (v *SessionVerifier) lookupSession(ctx context.Context, d token.Digest, now
 			return nil, false, err
 		}
 		fromStore = true
+		v.writeBack(ctx, s, now)
 	}
 	v.sessions.put(d, *s, gen, now, s.ExpiresAt)
 	return s, fromStore, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/extauthz/credentials"
 	"github.com/mcpauthz/mcpauthz/identity"
+	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
 )
 
 func TestSessionVerifier(t *testing.T) {
@@ -199,4 +200,40 @@ func testSessionVerifier(t *testing.T, withRedis bool) {
 			t.Fatalf("got %s", got)
 		}
 	})
+}
+
+// TestStaleFeedRecordIsBounded: a revocation whose Redis record could not
+// be replaced (the identity service lost Redis) is honoured once the record
+// outlives the feed's maximum TTL; and a session read from the store is
+// written back to the feed.
+func TestStaleFeedRecordIsBounded(t *testing.T) {
+	f := newFixture(t, true)
+	ctx := context.Background()
+	feed, err := redisfeed.New(f.rdb, redisfeed.WithPrefix(f.prefix), redisfeed.WithMaxTTL(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ada := f.signUp(t, "ada@example.com")
+	l := f.login(t, ada.Email)
+	v := credentials.NewSessionVerifier(f.store, credentials.FixedFreshness(0), credentials.WithSessionFeed(feed),
+		credentials.WithSessionClock(f.clock.Now))
+	// Written back on a store read: the record is there.
+	f.rdb.Del(ctx, redisfeed.SessionKey(f.prefix, l.Session.TokenDigest))
+	if _, err := v.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := feed.Session(ctx, l.Session.TokenDigest); err != nil {
+		t.Fatalf("not written back: %v", err)
+	}
+	// Revoked in the store only, as when the tombstone is lost.
+	if err := f.store.RevokeSession(ctx, ada.ID, l.Session.ID, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token))); err != nil {
+		t.Fatalf("the stale record is trusted until it expires: %v", err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := v.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token))); kind(err) != "invalid" {
+		t.Fatalf("after the feed's maximum TTL: %s", kind(err))
+	}
 }

@@ -57,10 +57,13 @@
 // Each record expires when it can no longer be valid: a session at its
 // absolute expiry, an API key at its expiry or, once rotated, at the end of
 // its grace, whichever comes first. No record lives longer than the maximum
-// TTL (7 days by default, WithMaxTTL), keys that never expire included: a
-// drop lost while Redis was unreachable leaves a stale record usable for at
-// most that long, and a reader that finds nothing falls back to the SQL
-// store. Tombstones live for the maximum TTL too.
+// TTL (10 minutes by default, WithMaxTTL) after it was written, keys that
+// never expire included: a drop lost while Redis was unreachable leaves a
+// stale record usable for at most that long, and a reader that finds
+// nothing falls back to the SQL store. Sidecars write back what they read
+// from the store (the same put, which never replaces a tombstone), so the
+// records of credentials in use are renewed. Tombstones live for the
+// maximum TTL too: after it, readers ask the store, which knows.
 //
 // Redis calls are bounded by a short timeout (WithTimeout), which only a
 // client with ContextTimeoutEnabled honours: New refuses any other.

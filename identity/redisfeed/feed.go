@@ -15,7 +15,11 @@ import (
 // Defaults of the options.
 const (
 	DefaultTimeout = time.Second
-	DefaultMaxTTL  = 7 * 24 * time.Hour
+	// DefaultMaxTTL bounds how long a record outlives its last write: a
+	// revocation whose tombstone could not be written leaves the record
+	// trusted at most this long. Sidecars write back what they read from
+	// the store, so records of credentials in use stay.
+	DefaultMaxTTL = 10 * time.Minute
 )
 
 // Feed writes sessions and API keys through to Redis and publishes

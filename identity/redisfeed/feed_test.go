@@ -20,7 +20,7 @@ func at(t time.Time) func() time.Time { return func() time.Time { return t } }
 func TestSessionRoundTrip(t *testing.T) {
 	rdb, prefix := testRedis(t)
 	ctx := context.Background()
-	f := newFeed(t, rdb, redisfeed.WithPrefix(prefix), redisfeed.WithClock(at(t0)))
+	f := newFeed(t, rdb, redisfeed.WithPrefix(prefix), redisfeed.WithClock(at(t0)), redisfeed.WithMaxTTL(48*time.Hour))
 	s := testSession()
 	if err := f.PutSession(ctx, s); err != nil {
 		t.Fatal(err)
@@ -254,5 +254,21 @@ func TestTimeout(t *testing.T) {
 				t.Fatalf("took %v", d)
 			}
 		})
+	}
+}
+
+// TestDefaultMaxTTL: by default a record outlives its last write by ten
+// minutes at most, whatever its credential's validity: a lost drop leaves
+// a stale record that long, no longer.
+func TestDefaultMaxTTL(t *testing.T) {
+	rdb, prefix := testRedis(t)
+	ctx := context.Background()
+	f := newFeed(t, rdb, redisfeed.WithPrefix(prefix), redisfeed.WithClock(at(t0)))
+	s := testSession() // valid for 24 h
+	if err := f.PutSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.PTTL(ctx, redisfeed.SessionKey(prefix, s.TokenDigest)).Val(); ttl <= redisfeed.DefaultMaxTTL-time.Minute || ttl > redisfeed.DefaultMaxTTL {
+		t.Fatalf("TTL %v, want %v", ttl, redisfeed.DefaultMaxTTL)
 	}
 }

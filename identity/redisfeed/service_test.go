@@ -35,6 +35,8 @@ const goodPassword = "correct horse battery staple"
 
 var meta = identity.Meta{IP: "192.0.2.7", UserAgent: "test-agent/1.0"}
 
+const worldMaxTTL = 30 * 24 * time.Hour
+
 func newWorld(t *testing.T, edit ...func(*identity.Config)) *world {
 	t.Helper()
 	rdb, prefix := testRedis(t)
@@ -53,7 +55,8 @@ func newWorld(t *testing.T, edit ...func(*identity.Config)) *world {
 		e(&cfg)
 	}
 	w := &world{store: store, rdb: rdb, prefix: prefix, clock: testclock.New(time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC))}
-	w.feed = newFeed(t, rdb, redisfeed.WithPrefix(prefix), redisfeed.WithClock(w.clock.Now))
+	// A maximum longer than any validity, so records live by their own.
+	w.feed = newFeed(t, rdb, redisfeed.WithPrefix(prefix), redisfeed.WithClock(w.clock.Now), redisfeed.WithMaxTTL(worldMaxTTL))
 	w.events = subscribe(t, rdb, w.feed.Channel())
 	w.svc, err = identity.NewService(store, audit, cfg, rand.Reader, identity.WithClock(w.clock.Now),
 		identity.WithEvents(w.feed), identity.WithCache(w.feed))
@@ -275,7 +278,7 @@ func TestServiceRotateAndRevokeKey(t *testing.T) {
 	}
 	old, oldSecret := w.createKey(t, owner.ID, org.ID, "ci")
 	// PTTL counts down from the write: allow for the time since.
-	if ttl := w.rdb.PTTL(ctx, redisfeed.APIKeyKey(w.prefix, digest(oldSecret))).Val(); ttl <= redisfeed.DefaultMaxTTL-time.Minute || ttl > redisfeed.DefaultMaxTTL {
+	if ttl := w.rdb.PTTL(ctx, redisfeed.APIKeyKey(w.prefix, digest(oldSecret))).Val(); ttl <= worldMaxTTL-time.Minute || ttl > worldMaxTTL {
 		t.Fatalf("a key that never expires kept for %v, want the maximum", ttl)
 	}
 
