@@ -422,6 +422,9 @@ func (a *Authorizer) finish(in *PolicyInput, d *Decision) {
 		if len(id.Roles) > 0 {
 			d.Headers = appendNonEmpty(d.Headers, h.Roles, strings.Join(id.Roles, ","))
 		}
+		if id.SetCookie != "" {
+			d.ResponseHeadersToAdd = append(slices.Clip(d.ResponseHeadersToAdd), Header{"set-cookie", id.SetCookie})
+		}
 	}
 	if h.UpstreamDecisionID {
 		d.Headers = appendNonEmpty(d.Headers, h.DecisionID, d.DecisionID)

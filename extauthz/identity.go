@@ -27,6 +27,11 @@ type Identity struct {
 	Claims        map[string]any // verified JWT claims, as JSON values
 	Session       *SessionInfo
 	APIKey        *APIKeyInfo
+
+	// SetCookie is a cookie the verifier asks the client to keep, sent
+	// with the response on allow (a signed cache of the session). It is
+	// not part of the policy input.
+	SetCookie string
 }
 
 // SessionInfo describes the session a request was authenticated with.

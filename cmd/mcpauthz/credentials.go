@@ -41,9 +41,41 @@ type CredentialsConfig struct {
 	DegradedMaxAge Duration `yaml:"degraded_max_age"`
 	// JWT verifies bearer JWTs from the issuers listed.
 	JWT JWTConfig `yaml:"jwt"`
+	// SessionCache, with a key_file, hands browsers a signed cache of their
+	// verified session that any sidecar sharing the key takes without a
+	// lookup for its max age (still refused on revocation events).
+	SessionCache SessionCacheConfig `yaml:"session_cache"`
 	// UpstreamToken, with a key_file, sends the upstream a signed token of
 	// the verified identity with every authenticated allow.
 	UpstreamToken UpstreamTokenConfig `yaml:"upstream_token"`
+}
+
+// SessionCacheConfig configures the signed session cache cookie.
+type SessionCacheConfig struct {
+	KeyFile string   `yaml:"key_file"` // base64, at least 32 bytes, the same on every sidecar
+	Cookie  string   `yaml:"cookie"`   // default __Host-mcpauthz_sc
+	MaxAge  Duration `yaml:"max_age"`  // default 60s, at most 5m
+}
+
+// cache loads the key and returns the cache, or nil without a key file.
+func (c SessionCacheConfig) cache() (*credentials.SignedSessionCache, error) {
+	if c.KeyFile == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("credentials.session_cache.key_file: %w", err)
+	}
+	key, err := decodeSecret(string(data))
+	clear(data)
+	if err != nil {
+		return nil, fmt.Errorf("credentials.session_cache.key_file: %w", err)
+	}
+	sc, err := credentials.NewSignedSessionCache(key, c.Cookie, time.Duration(c.MaxAge))
+	if err != nil {
+		return nil, fmt.Errorf("credentials.session_cache: %w", err)
+	}
+	return sc, nil
 }
 
 // UpstreamTokenConfig configures the upstream identity token.
@@ -123,6 +155,7 @@ func credentialsDefaults() CredentialsConfig {
 		RedisPrefix:    redisfeed.DefaultPrefix,
 		CacheSize:      100_000,
 		UpstreamToken:  UpstreamTokenConfig{Header: "x-mcpauthz-identity", Issuer: "mcpauthz", TTL: Duration(time.Minute)},
+		SessionCache:   SessionCacheConfig{Cookie: credentials.DefaultSessionCacheCookie, MaxAge: Duration(credentials.DefaultSessionCacheMaxAge)},
 		LiveMaxAge:     Duration(credentials.DefaultLiveMaxAge),
 		DegradedMaxAge: Duration(credentials.DefaultDegradedMaxAge),
 	}
@@ -152,6 +185,9 @@ func (c CredentialsConfig) validate() error {
 	}
 	if _, err := c.UpstreamToken.signer(); err != nil {
 		bad("credentials.upstream_token: %v", err)
+	}
+	if _, err := c.SessionCache.cache(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -265,6 +301,13 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 		usage := identity.NewSessionUsage(s.store, time.Duration(s.cfg.Identity.Sessions.Idle), keyUsageEvery, s.log)
 		s.background = append(s.background, usage.Run)
 		opts = append(opts, credentials.WithSessionUsage(usage))
+		sc, err := c.SessionCache.cache()
+		if err != nil {
+			return nil, err
+		}
+		if sc != nil {
+			opts = append(opts, credentials.WithSignedSessionCache(sc))
+		}
 		v := credentials.NewSessionVerifier(s.store, freshness, opts...)
 		verifiers, evictors = append(verifiers, v), append(evictors, v)
 	}

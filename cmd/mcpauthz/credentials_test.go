@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"os"
@@ -162,6 +163,29 @@ func TestUpstreamToken(t *testing.T) {
 // sidecar reads, and returns the key.
 func devKey(t *testing.T, s *sidecar) string {
 	t.Helper()
+	svc, u, org := devAccount(t, s)
+	_, secret, err := svc.CreateAPIKey(context.Background(), u.ID, org.ID, identity.NewAPIKey{Name: "ci"}, identity.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+// devSession signs the account in and returns the session token.
+func devSession(t *testing.T, s *sidecar) string {
+	t.Helper()
+	svc, u, _ := devAccount(t, s)
+	l, err := svc.Login(context.Background(), u.Email, "correct horse battery staple", identity.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Token
+}
+
+// devAccount creates a user and an organization in the store the sidecar
+// reads.
+func devAccount(t *testing.T, s *sidecar) (*identity.Service, *identity.User, *identity.Org) {
+	t.Helper()
 	ctx := context.Background()
 	audit, err := s.cfg.Identity.auditor()
 	if err != nil {
@@ -180,9 +204,32 @@ func devKey(t *testing.T, s *sidecar) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, secret, err := svc.CreateAPIKey(ctx, u.ID, org.ID, identity.NewAPIKey{Name: "ci"}, identity.Meta{})
+	return svc, u, org
+}
+
+// TestSessionCacheCookie: with credentials.session_cache the allow of a
+// session carries the signed cache cookie for the client, beside the
+// upstream's own cookies.
+func TestSessionCacheCookie(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "sc.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := devConfig(t)
+	cfg.Credentials.SessionCache.KeyFile = keyFile
+	s, stop := startSidecar(t, loopback(cfg), io.Discard)
+	defer stop()
+	tok := devSession(t, s)
+	req, _ := http.NewRequest("POST", "http://"+s.httpLis.Addr().String()+"/mcp",
+		strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Cookie", credentials.DefaultSessionCookie+"="+tok)
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return secret
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Set-Cookie"), credentials.DefaultSessionCacheCookie+"=") {
+		t.Fatalf("allow: %d, Set-Cookie %q", res.StatusCode, res.Header.Get("Set-Cookie"))
+	}
 }

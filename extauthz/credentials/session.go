@@ -55,6 +55,7 @@ type SessionVerifier struct {
 	now    func() time.Time
 	log    *slog.Logger
 
+	signed   *SignedSessionCache // nil: none
 	sessions *memo[token.Digest, identity.Session]
 	users    *memo[string, identity.User]
 	members  *memo[memberKey, identity.Role] // "" for not a member
@@ -116,7 +117,7 @@ func NewSessionVerifier(store SessionStore, fresh Freshness, opts ...SessionOpti
 
 // Verify implements Verifier.
 func (v *SessionVerifier) Verify(ctx context.Context, req *extauthz.Request) (extauthz.Identity, error) {
-	tok, err := v.sessionToken(req)
+	tok, cache, err := v.sessionToken(req)
 	if err != nil {
 		return extauthz.Identity{}, err
 	}
@@ -124,6 +125,13 @@ func (v *SessionVerifier) Verify(ctx context.Context, req *extauthz.Request) (ex
 		return extauthz.Identity{}, fmt.Errorf("%w: not a well-formed session token", extauthz.ErrInvalidCredential)
 	}
 	d := token.DigestOf(tok)
+	if cache != "" {
+		now := v.now()
+		if id, ok := v.signed.identity(cache, d, now, v.fresh.MaxAge()); ok {
+			v.usage.Record(id.Session.ID, now)
+			return id, nil
+		}
+	}
 	sess, err := v.session(ctx, d)
 	if err != nil {
 		return extauthz.Identity{}, err
@@ -148,15 +156,18 @@ func (v *SessionVerifier) Verify(ctx context.Context, req *extauthz.Request) (ex
 		Roles:         platformRoles(u.PlatformRoles),
 		Session:       &extauthz.SessionInfo{ID: sess.ID, AuthTime: sess.AuthTime},
 	}
+	var role identity.Role
 	if sess.ActiveOrgID != "" {
-		role, err := v.role(ctx, sess.ActiveOrgID, u.ID)
-		if err != nil {
+		if role, err = v.role(ctx, sess.ActiveOrgID, u.ID); err != nil {
 			return extauthz.Identity{}, err
 		}
 		if role != "" {
 			id.Tenant, id.OrgRole = sess.ActiveOrgID, string(role)
 			id.Roles = append(id.Roles, string(role))
 		}
+	}
+	if v.signed != nil {
+		id.SetCookie = v.signed.issue(d, sess, u, id.Tenant, role, now)
 	}
 	return id, nil
 }
@@ -171,32 +182,39 @@ func platformRoles(rs []string) []string {
 	return out
 }
 
-// sessionToken returns the session cookie's value; ErrNotMine without
-// one. Every cookie is read on its own, so a malformed neighbour does not
-// hide it; two cookies of the name (one tossed in by a sibling domain,
-// say) are refused rather than guessed between.
-func (v *SessionVerifier) sessionToken(req *extauthz.Request) (string, error) {
+// sessionToken returns the session cookie's value, and the signed cache
+// cookie's if there is one; ErrNotMine without a session cookie. Every
+// cookie is read on its own, so a malformed neighbour does not hide it;
+// two cookies of the name (one tossed in by a sibling domain, say) are
+// refused rather than guessed between.
+func (v *SessionVerifier) sessionToken(req *extauthz.Request) (tok, cache string, err error) {
 	header, ok := req.Header("cookie")
 	if !ok {
-		return "", ErrNotMine
+		return "", "", ErrNotMine
 	}
-	var tok string
-	n := 0
+	n, caches := 0, 0
 	for _, crumb := range cookieCrumbs(header) {
 		name, value, _ := strings.Cut(crumb, "=")
-		if strings.TrimSpace(name) != v.cookie {
-			continue
+		value = strings.Trim(strings.TrimSpace(value), `"`)
+		switch name = strings.TrimSpace(name); {
+		case name == v.cookie:
+			n++
+			tok = value
+		case v.signed != nil && name == v.signed.cookie:
+			caches++
+			cache = value
 		}
-		n++
-		tok = strings.Trim(strings.TrimSpace(value), `"`)
+	}
+	if caches != 1 {
+		cache = "" // two copies: neither is taken, the session is looked up
 	}
 	switch n {
 	case 0:
-		return "", ErrNotMine
+		return "", "", ErrNotMine
 	case 1:
-		return tok, nil
+		return tok, cache, nil
 	}
-	return "", fmt.Errorf("%w: two session cookies", extauthz.ErrInvalidCredential)
+	return "", "", fmt.Errorf("%w: two session cookies", extauthz.ErrInvalidCredential)
 }
 
 // cookieCrumbs splits a Cookie header into its name=value pairs: on ";",
@@ -323,8 +341,12 @@ func (v *SessionVerifier) role(ctx context.Context, org, user string) (identity.
 
 // Evict drops what a revocation event makes stale: the sessions it names,
 // everything about a banned or deleted user, the memberships of a changed
-// member or a deleted organization.
+// member or a deleted organization — and refuses the signed cache cookies
+// issued before for any of them.
 func (v *SessionVerifier) Evict(ev identity.Event) {
+	if v.signed != nil {
+		v.signed.evict(ev, v.now())
+	}
 	switch ev.Kind {
 	case identity.EventUserBanned, identity.EventUserDeleted:
 		v.users.evict(func(id string, _ identity.User) bool { return id == ev.UserID })
@@ -342,8 +364,12 @@ func (v *SessionVerifier) Evict(ev identity.Event) {
 	}
 }
 
-// Purge forgets everything, when events may have been missed.
+// Purge forgets everything, when events may have been missed, and refuses
+// every signed cache cookie issued until now.
 func (v *SessionVerifier) Purge() {
+	if v.signed != nil {
+		v.signed.purge(v.now())
+	}
 	v.sessions.evict(nil)
 	v.users.evict(nil)
 	v.members.evict(nil)

@@ -163,7 +163,8 @@ func headerOptions(hs []extauthz.Header) []*corev3.HeaderValueOption {
 	hvos := make([]corev3.HeaderValueOption, len(hs))
 	for i, h := range hs {
 		action := corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		if extauthz.HasHeader(hs[:i], h.Name) {
+		// A Set-Cookie is added beside the upstream's own, never over them.
+		if extauthz.HasHeader(hs[:i], h.Name) || strings.EqualFold(h.Name, "set-cookie") {
 			action = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
 		}
 		vals[i].Key, vals[i].Value = h.Name, h.Value
