@@ -2,6 +2,7 @@ package credentials_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -82,4 +83,28 @@ func benchVerify(b *testing.B, v credentials.Verifier, req *extauthz.Request) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkSessionSignedCookie verifies a session from its signed cache
+// cookie, as a replica that never looked it up does.
+func BenchmarkSessionSignedCookie(b *testing.B) {
+	f := newFixture(b, false)
+	ctx := context.Background()
+	u := f.signUp(b, "ada@example.com")
+	l := f.login(b, u.Email)
+	sc, err := credentials.NewSignedSessionCache(make([]byte, 32), credentials.DefaultSessionCacheCookie, time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	issuer := credentials.NewSessionVerifier(f.store, credentials.FixedFreshness(time.Minute), credentials.WithSignedSessionCache(sc))
+	id, err := issuer.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := http.ParseSetCookie(id.SetCookie)
+	if err != nil {
+		b.Fatal(err)
+	}
+	replica := credentials.NewSessionVerifier(f.store, credentials.FixedFreshness(time.Minute), credentials.WithSignedSessionCache(sc))
+	benchVerify(b, replica, request("192.0.2.1", "cookie", cookie(l.Token)+"; "+c.Name+"="+c.Value))
 }
