@@ -257,7 +257,7 @@ func (s *Service) SetOrgTier(ctx context.Context, sess *Session, orgID string, t
 	if !tier.Valid() {
 		return invalid("tier", "not a tier", nil)
 	}
-	return s.store.Tx(ctx, func(tx Tx) error {
+	err = s.store.Tx(ctx, func(tx Tx) error {
 		if err := tx.LockOrg(ctx, orgID); err != nil {
 			return err
 		}
@@ -273,4 +273,9 @@ func (s *Service) SetOrgTier(ctx context.Context, sess *Session, orgID string, t
 		return s.record(ctx, tx, AuditEvent{Action: "admin.org_tier", OrgID: orgID, ActorID: admin.ID, TargetType: "org", TargetID: orgID,
 			Details: map[string]any{"from": string(from), "to": string(tier)}}, m)
 	})
+	if err != nil {
+		return err
+	}
+	s.publish(ctx, Event{Kind: EventOrgChanged, OrgID: orgID})
+	return nil
 }

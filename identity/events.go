@@ -22,6 +22,9 @@ const (
 	EventMemberRemoved EventKind = "member.removed"
 	EventMemberChanged EventKind = "member.changed"
 	EventOrgDeleted    EventKind = "org.deleted"
+	// EventOrgChanged: the organization's tier changed; sidecars read it
+	// again.
+	EventOrgChanged EventKind = "org.changed"
 )
 
 // Event is one revocation, as published to sidecars.

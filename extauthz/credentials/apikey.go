@@ -128,6 +128,7 @@ func (v *APIKeyVerifier) Verify(ctx context.Context, req *extauthz.Request) (ext
 		Subject:       "key:" + g.key.ID,
 		UserID:        g.key.CreatedBy,
 		Tenant:        g.key.OrgID,
+		Tier:          string(g.tier),
 		OrgRole:       string(g.role),
 		Scopes:        g.key.Scopes,
 		APIKey: &extauthz.APIKeyInfo{ID: g.key.ID, Name: g.key.Name, Tier: string(g.tier),
@@ -251,7 +252,7 @@ func (v *APIKeyVerifier) Evict(ev identity.Event) {
 		switch ev.Kind {
 		case identity.EventUserBanned, identity.EventUserDeleted:
 			return g.key.CreatedBy == ev.UserID || slices.Contains(ev.KeyIDs, g.key.ID)
-		case identity.EventOrgDeleted:
+		case identity.EventOrgDeleted, identity.EventOrgChanged:
 			return g.key.OrgID == ev.OrgID
 		case identity.EventMemberRemoved, identity.EventMemberChanged:
 			return g.key.OrgID == ev.OrgID && g.key.CreatedBy == ev.UserID

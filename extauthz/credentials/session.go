@@ -24,6 +24,7 @@ type SessionStore interface {
 	SessionByDigest(ctx context.Context, digest []byte) (*identity.Session, error)
 	UserByID(ctx context.Context, id string) (*identity.User, error)
 	Membership(ctx context.Context, orgID, userID string) (*identity.Membership, error)
+	OrgByID(ctx context.Context, id string) (*identity.Org, error)
 }
 
 // SessionFeed is the identity service's write-through of sessions, read
@@ -59,6 +60,7 @@ type SessionVerifier struct {
 	sessions *memo[token.Digest, identity.Session]
 	users    *memo[string, identity.User]
 	members  *memo[memberKey, identity.Role] // "" for not a member
+	tiers    *memo[string, identity.Tier]    // by organization
 }
 
 type memberKey struct{ org, user string }
@@ -96,6 +98,7 @@ func WithSessionCacheSize(n int) SessionOption {
 		v.sessions = newMemo[token.Digest, identity.Session](n)
 		v.users = newMemo[string, identity.User](n)
 		v.members = newMemo[memberKey, identity.Role](n)
+		v.tiers = newMemo[string, identity.Tier](n)
 	}
 }
 
@@ -164,10 +167,15 @@ func (v *SessionVerifier) Verify(ctx context.Context, req *extauthz.Request) (ex
 		if role != "" {
 			id.Tenant, id.OrgRole = sess.ActiveOrgID, string(role)
 			id.Roles = append(id.Roles, string(role))
+			tier, err := v.tier(ctx, sess.ActiveOrgID)
+			if err != nil {
+				return extauthz.Identity{}, err
+			}
+			id.Tier = string(tier)
 		}
 	}
 	if v.signed != nil {
-		id.SetCookie = v.signed.issue(d, sess, u, id.Tenant, role, now)
+		id.SetCookie = v.signed.issue(d, sess, u, id.Tenant, id.Tier, role, now)
 	}
 	return id, nil
 }
@@ -339,6 +347,24 @@ func (v *SessionVerifier) role(ctx context.Context, org, user string) (identity.
 	return r, nil
 }
 
+// tier returns the organization's tier, from memory or the store.
+func (v *SessionVerifier) tier(ctx context.Context, org string) (identity.Tier, error) {
+	now := v.now()
+	if t, ok := v.tiers.get(org, now, v.fresh.MaxAge()); ok {
+		return t, nil
+	}
+	gen := v.tiers.generation()
+	o, err := v.store.OrgByID(ctx, org)
+	if errors.Is(err, identity.ErrNotFound) {
+		return identity.TierFree, nil // deleted meanwhile: the membership goes with it
+	}
+	if err != nil {
+		return "", fmt.Errorf("organization store: %w", err)
+	}
+	v.tiers.put(org, o.Tier, gen, now, now.Add(24*time.Hour))
+	return o.Tier, nil
+}
+
 // Evict drops what a revocation event makes stale: the sessions it names,
 // everything about a banned or deleted user, the memberships of a changed
 // member or a deleted organization — and refuses the signed cache cookies
@@ -358,6 +384,9 @@ func (v *SessionVerifier) Evict(ev identity.Event) {
 		v.members.evict(func(k memberKey, _ identity.Role) bool { return k.org == ev.OrgID && k.user == ev.UserID })
 	case identity.EventOrgDeleted:
 		v.members.evict(func(k memberKey, _ identity.Role) bool { return k.org == ev.OrgID })
+		v.tiers.evict(func(org string, _ identity.Tier) bool { return org == ev.OrgID })
+	case identity.EventOrgChanged:
+		v.tiers.evict(func(org string, _ identity.Tier) bool { return org == ev.OrgID })
 	}
 	if len(ev.SessionIDs) > 0 {
 		v.sessions.evict(func(_ token.Digest, s identity.Session) bool { return slices.Contains(ev.SessionIDs, s.ID) })
@@ -373,4 +402,5 @@ func (v *SessionVerifier) Purge() {
 	v.sessions.evict(nil)
 	v.users.evict(nil)
 	v.members.evict(nil)
+	v.tiers.evict(nil)
 }

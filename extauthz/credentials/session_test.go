@@ -72,7 +72,7 @@ func testSessionVerifier(t *testing.T, withRedis bool) {
 	}{
 		{name: "ok/the owner's session", headers: []string{"cookie", "theme=dark; " + cookie(la.Token)}, want: "ok",
 			check: func(t *testing.T, id extauthz.Identity) {
-				if id.Method != extauthz.MethodSession || id.UserID != ada.ID || id.Tenant != org.ID || id.OrgRole != "owner" ||
+				if id.Method != extauthz.MethodSession || id.UserID != ada.ID || id.Tenant != org.ID || id.OrgRole != "owner" || id.Tier != "free" ||
 					id.Session.ID != la.Session.ID || !id.Session.AuthTime.Equal(la.Session.AuthTime) || !slices.Equal(id.Roles, []string{"owner"}) {
 					t.Errorf("identity %+v %+v", id, id.Session)
 				}
@@ -138,6 +138,21 @@ func testSessionVerifier(t *testing.T, withRedis bool) {
 		}
 		if _, got := verify("cookie", cookie(l.Token)); got != "invalid" {
 			t.Fatalf("a banned user's session: %s", got)
+		}
+	})
+	t.Run("ok/a tier change shows at once", func(t *testing.T) {
+		l := f.login(t, ada.Email)
+		if err := f.svc.SetActiveOrg(ctx, l.Session, org.ID); err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := verify("cookie", cookie(l.Token)); id.Tier != "free" {
+			t.Fatalf("tier %q", id.Tier)
+		}
+		if err := f.svc.SetOrgTier(ctx, lr.Session, org.ID, identity.TierPro, meta); err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := verify("cookie", cookie(l.Token)); id.Tier != "pro" {
+			t.Fatalf("tier after the change %q", id.Tier)
 		}
 	})
 	t.Run("ok/platform roles change at once", func(t *testing.T) {

@@ -45,6 +45,7 @@ type signedPayload struct {
 	Session  string   `json:"s"`
 	User     string   `json:"u"`
 	Tenant   string   `json:"t,omitempty"`
+	Tier     string   `json:"tr,omitempty"`
 	OrgRole  string   `json:"r,omitempty"`
 	Platform []string `json:"p,omitempty"`
 	AuthTime int64    `json:"a"`
@@ -120,7 +121,7 @@ func (c *SignedSessionCache) identity(value string, d token.Digest, now time.Tim
 	}
 	id := extauthz.Identity{
 		Authenticated: true, Method: extauthz.MethodSession, Subject: p.User, UserID: p.User,
-		Tenant: p.Tenant, OrgRole: p.OrgRole, Roles: append(platformRoles(p.Platform), nonEmpty(p.OrgRole)...),
+		Tenant: p.Tenant, Tier: p.Tier, OrgRole: p.OrgRole, Roles: append(platformRoles(p.Platform), nonEmpty(p.OrgRole)...),
 		Session: &extauthz.SessionInfo{ID: p.Session, AuthTime: time.Unix(p.AuthTime, 0)},
 	}
 	return id, true
@@ -134,9 +135,9 @@ func nonEmpty(s string) []string {
 }
 
 // issue returns the Set-Cookie value vouching for the verified session.
-func (c *SignedSessionCache) issue(d token.Digest, s *identity.Session, u *identity.User, tenant string, role identity.Role, now time.Time) string {
+func (c *SignedSessionCache) issue(d token.Digest, s *identity.Session, u *identity.User, tenant, tier string, role identity.Role, now time.Time) string {
 	raw, _ := json.Marshal(signedPayload{
-		Session: s.ID, User: u.ID, Tenant: tenant, OrgRole: string(role), Platform: u.PlatformRoles,
+		Session: s.ID, User: u.ID, Tenant: tenant, Tier: tier, OrgRole: string(role), Platform: u.PlatformRoles,
 		AuthTime: s.AuthTime.Unix(), Expires: s.ExpiresAt.Unix(), Issued: now.UnixNano(),
 	})
 	payload := base64.RawURLEncoding.EncodeToString(raw)
@@ -156,7 +157,7 @@ func (c *SignedSessionCache) evict(ev identity.Event, now time.Time) {
 		keys = append(keys, "u:"+ev.UserID)
 	case identity.EventMemberRemoved, identity.EventMemberChanged:
 		keys = append(keys, "m:"+ev.OrgID+"/"+ev.UserID)
-	case identity.EventOrgDeleted:
+	case identity.EventOrgDeleted, identity.EventOrgChanged:
 		keys = append(keys, "o:"+ev.OrgID)
 	}
 	gen := c.revoked.generation()

@@ -643,12 +643,13 @@ func (b *builder) identity(id *extauthz.Identity, now time.Time, use *bundles.In
 	if id == nil || id.IsAnonymous() {
 		return anonymous
 	}
-	o := b.object(use, 12)
+	o := b.object(use, 13)
 	o.set("authenticated", boolTerm(id.Authenticated))
 	o.setStr("method", cmp.Or(id.Method, extauthz.MethodNone))
 	o.setStr("subject", id.Subject)
 	o.setStr("user_id", id.UserID)
 	o.setStr("tenant", id.Tenant)
+	o.setStr("tier", id.Tier)
 	o.setStr("org_role", id.OrgRole)
 	if o.wants("roles") != nil {
 		o.set("roles", b.strings(id.Roles))
