@@ -4,4 +4,10 @@
 // evaluates the configured decision against it with OPA's evaluator. A
 // bundle that does not load, compile or define the decision never replaces
 // the active one.
+//
+// It also builds bundle archives with a manifest (Build, Write), signs them
+// with OPA's bundle signatures (Sign), and, given a Verification, loads
+// only bundles signed with that key under that key id (WithVerification);
+// a bundle that fails verification is rejected like one that does not
+// compile.
 package bundles

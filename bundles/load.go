@@ -19,46 +19,80 @@ import (
 // MaxBundleBytes caps the size of any one file in a bundle.
 const MaxBundleBytes = bundle.DefaultSizeLimitBytes
 
+// LoadOption configures how a bundle is read.
+type LoadOption func(*loadConfig)
+
+type loadConfig struct {
+	verify *Verification
+}
+
+// WithVerification makes a load verify the bundle's signature: a bundle
+// that is unsigned, altered after signing, signed with another key, or
+// whose signature names no or another key id fails with ErrSignature. A nil
+// Verification changes nothing.
+func WithVerification(v *Verification) LoadOption {
+	return func(c *loadConfig) { c.verify = v }
+}
+
 // LoadFS reads a bundle laid out as a directory tree in fsys (the embedded
 // default bundle, or a directory).
-func LoadFS(fsys fs.FS) (*bundle.Bundle, error) {
-	loader, err := bundle.NewFSLoader(fsys)
+func LoadFS(fsys fs.FS, opts ...LoadOption) (*bundle.Bundle, error) {
+	b, err := read(func() (bundle.DirectoryLoader, func(), error) {
+		loader, err := bundle.NewFSLoader(fsys)
+		return loader, func() {}, err
+	}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("reading bundle: %w", err)
 	}
-	return read(loader)
+	return b, nil
 }
 
 // LoadPath reads a bundle from a directory or from a .tar.gz file built by
-// `opa build`.
-func LoadPath(path string) (*bundle.Bundle, error) {
+// `opa build` or Write.
+func LoadPath(path string, opts ...LoadOption) (*bundle.Bundle, error) {
+	open, dir, err := openPath(path)
+	if err != nil {
+		return nil, err
+	}
+	b, err := read(open, opts)
+	if err != nil {
+		if dir {
+			return nil, fmt.Errorf("bundle directory %s: %w", path, err)
+		}
+		return nil, fmt.Errorf("bundle file %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// opener returns a fresh loader over the bundle's files and a function
+// releasing it.
+type opener func() (bundle.DirectoryLoader, func(), error)
+
+// openPath returns an opener for the bundle at path, and whether it is a
+// directory.
+func openPath(path string) (opener, bool, error) {
 	info, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading bundle: %w", err)
+		return nil, false, fmt.Errorf("reading bundle: %w", err)
 	}
 	if info.IsDir() {
 		// Kubernetes mounts ConfigMaps as symlinks through "..data"; the
 		// root itself may be a symlink too.
 		root, err := filepath.EvalSymlinks(path)
 		if err != nil {
-			return nil, fmt.Errorf("reading bundle: %w", err)
+			return nil, false, fmt.Errorf("reading bundle: %w", err)
 		}
-		b, err := read(bundle.NewDirectoryLoader(root).WithFollowSymlinks(true).WithFilter(skipHidden(root)))
+		return func() (bundle.DirectoryLoader, func(), error) {
+			return bundle.NewDirectoryLoader(root).WithFollowSymlinks(true).WithFilter(skipHidden(root)), func() {}, nil
+		}, true, nil
+	}
+	return func() (bundle.DirectoryLoader, func(), error) {
+		f, err := os.Open(path)
 		if err != nil {
-			return nil, fmt.Errorf("bundle directory %s: %w", path, err)
+			return nil, nil, err
 		}
-		return b, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading bundle: %w", err)
-	}
-	defer f.Close()
-	b, err := read(bundle.NewTarballLoader(f))
-	if err != nil {
-		return nil, fmt.Errorf("bundle file %s: %w", path, err)
-	}
-	return b, nil
+		return bundle.NewTarballLoader(f), func() { f.Close() }, nil
+	}, false, nil
 }
 
 // skipHidden leaves out dot-files and dot-directories below root other than
@@ -75,14 +109,40 @@ func skipHidden(root string) filter.LoaderFilter {
 	}
 }
 
-func read(loader bundle.DirectoryLoader) (*bundle.Bundle, error) {
-	b, err := bundle.NewCustomReader(loader).
+func read(open opener, opts []LoadOption) (*bundle.Bundle, error) {
+	var cfg loadConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b, err := readWith(open, cfg.verify)
+	if err == nil || cfg.verify == nil {
+		return b, err
+	}
+	// Tell a signature failure from a bundle that does not read at all:
+	// read it again, ignoring signatures.
+	if _, err2 := readWith(open, nil); err2 != nil {
+		return nil, err2
+	}
+	return nil, fmt.Errorf("%w: %w", ErrSignature, err)
+}
+
+func readWith(open opener, verify *Verification) (*bundle.Bundle, error) {
+	loader, release, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	r := bundle.NewCustomReader(loader).
 		WithRegoVersion(ast.RegoV1).
-		WithSizeLimitBytes(MaxBundleBytes).
-		// Signature verification is configured separately; unsigned
-		// bundles are accepted unless a verification key is set.
-		WithSkipBundleVerification(true).
-		Read()
+		WithSizeLimitBytes(MaxBundleBytes)
+	if verify != nil {
+		r = r.WithBundleVerificationConfig(verify.cfg)
+	} else {
+		// Without a verification key any signature is ignored and
+		// unsigned bundles are accepted.
+		r = r.WithSkipBundleVerification(true)
+	}
+	b, err := r.Read()
 	if err != nil {
 		return nil, err
 	}

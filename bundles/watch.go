@@ -33,17 +33,20 @@ type Watcher struct {
 	debounce time.Duration
 	log      *slog.Logger
 	fw       *fsnotify.Watcher
+	load     []LoadOption
 }
 
 // NewWatcher starts watching path for engine: the watches are in place when
 // it returns, so a change made after it returns (and after the first load)
 // is never missed. It starts no goroutine; Run handles the changes, and
-// Close releases the watches if Run is never called.
-func NewWatcher(engine *Engine, path string, debounce time.Duration, log *slog.Logger) (*Watcher, error) {
+// Close releases the watches if Run is never called. Every reload reads the
+// bundle with opts (WithVerification: a bundle whose signature fails is
+// rejected like one that does not compile).
+func NewWatcher(engine *Engine, path string, debounce time.Duration, log *slog.Logger, opts ...LoadOption) (*Watcher, error) {
 	if debounce <= 0 {
 		debounce = DefaultDebounce
 	}
-	w := &Watcher{engine: engine, path: filepath.Clean(path), debounce: debounce, log: log}
+	w := &Watcher{engine: engine, path: filepath.Clean(path), debounce: debounce, log: log, load: opts}
 	info, err := os.Stat(w.path)
 	if err != nil {
 		return nil, fmt.Errorf("watching %s: %w", w.path, err)
@@ -71,7 +74,7 @@ func (w *Watcher) Close() error { return w.fw.Close() }
 
 // Reload loads the bundle at the watched path and activates it.
 func (w *Watcher) Reload(ctx context.Context) error {
-	return w.engine.Load(ctx, w.path, func() (*bundle.Bundle, error) { return LoadPath(w.path) })
+	return w.engine.Load(ctx, w.path, func() (*bundle.Bundle, error) { return LoadPath(w.path, w.load...) })
 }
 
 // Run handles changes until ctx is done, then closes the watches.

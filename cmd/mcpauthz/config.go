@@ -99,6 +99,40 @@ type PolicyConfig struct {
 	// DecisionCache is how many decisions of a pure policy are remembered,
 	// keyed by the input the policy reads; 0 turns the cache off.
 	DecisionCache int `yaml:"decision_cache"`
+	// Verification, when set, makes every load of Bundle verify its
+	// signature (`mcpauthz bundle sign`); the embedded bundle is part of
+	// the binary and is not verified.
+	Verification VerificationConfig `yaml:"verification"`
+}
+
+// VerificationConfig is the key policy bundles must be signed with.
+type VerificationConfig struct {
+	PublicKeyFile string `yaml:"public_key_file"` // PEM: RSA (RS256) or P-256 (ES256)
+	KeyID         string `yaml:"keyid"`           // the key id signatures must name
+	Scope         string `yaml:"scope"`           // optional; signatures must carry it
+}
+
+// enabled reports whether any verification setting is present.
+func (v VerificationConfig) enabled() bool {
+	return v != VerificationConfig{}
+}
+
+// verification reads the key, or returns nil when verification is off.
+func (v VerificationConfig) verification() (*bundles.Verification, error) {
+	if !v.enabled() {
+		return nil, nil
+	}
+	if v.PublicKeyFile == "" {
+		return nil, errors.New("public_key_file is required")
+	}
+	if v.KeyID == "" {
+		return nil, errors.New("keyid is required")
+	}
+	pem, err := os.ReadFile(v.PublicKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return bundles.NewVerification(pem, v.KeyID, v.Scope)
 }
 
 // MCPConfig tunes MCP parsing.
@@ -368,6 +402,14 @@ func (c *Config) Validate() error {
 	if c.Policy.Bundle != "" {
 		if _, err := os.Stat(c.Policy.Bundle); err != nil {
 			bad("policy.bundle: %v", err)
+		}
+	}
+	if c.Policy.Verification.enabled() {
+		if _, err := c.Policy.Verification.verification(); err != nil {
+			bad("policy.verification: %v", err)
+		}
+		if c.Policy.Bundle == "" {
+			bad("policy.verification: set policy.bundle; the embedded bundle is not verified")
 		}
 	}
 	if t := time.Duration(c.Policy.Timeout); t <= 0 || t > 10*time.Second {

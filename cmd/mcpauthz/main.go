@@ -7,6 +7,7 @@
 //	migrate  bring the identity store's schema up to date
 //	audit    verify or export the identity audit log
 //	keygen   make a key for the upstream identity token
+//	bundle   build, sign, verify, test and inspect policy bundles
 //	version  print the version
 //
 // Every component is built and wired here.
@@ -46,6 +47,7 @@ Usage:
   mcpauthz audit verify     verify the identity audit log's hash chain
   mcpauthz audit export     export the identity audit log as JSON lines or CSV
   mcpauthz keygen           make a key for the upstream identity token, and its JWK set
+  mcpauthz bundle <cmd>     build, sign, verify, test or inspect a policy bundle
   mcpauthz version          print the version
 
 Run "mcpauthz <command> -h" for the flags of a command.
@@ -71,6 +73,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = runMigrate(ctx, args[1:], environ, stdout, stderr)
 	case "audit":
 		err = runAudit(ctx, args[1:], environ, stdout, stderr)
+	case "bundle":
+		err = runBundle(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "mcpauthz %s (%s, opa %s)\n", version, runtime.Version(), opaversion.Version)
 	case "help", "-h", "--help":

@@ -41,6 +41,7 @@ type sidecar struct {
 	log       *slog.Logger
 	engine    *bundles.Engine
 	watcher   *bundles.Watcher
+	load      []bundles.LoadOption // how the configured bundle is read
 	authz     *extauthz.Authorizer
 	grpc      *envoygrpc.Listener
 	http      *http.Server
@@ -73,9 +74,16 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	verify, err := cfg.Policy.Verification.verification()
+	if err != nil {
+		return nil, fmt.Errorf("policy.verification: %w", err)
+	}
+	if verify != nil {
+		s.load = append(s.load, bundles.WithVerification(verify))
+	}
 	if cfg.Policy.Bundle != "" && cfg.Policy.Watch {
 		// Watch before the first load, so no change slips between them.
-		if s.watcher, err = bundles.NewWatcher(s.engine, cfg.Policy.Bundle, 0, log); err != nil {
+		if s.watcher, err = bundles.NewWatcher(s.engine, cfg.Policy.Bundle, 0, log, s.load...); err != nil {
 			return nil, err
 		}
 		s.closers = append(s.closers, s.watcher)
@@ -155,13 +163,15 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	return s, nil
 }
 
-// loadPolicy activates the configured bundle, or the embedded one.
+// loadPolicy activates the configured bundle, verifying its signature when
+// policy.verification is set, or the embedded one, which is trusted as part
+// of the binary.
 func (s *sidecar) loadPolicy(ctx context.Context) error {
 	if s.cfg.Policy.Bundle == "" {
 		return s.engine.Load(ctx, "embedded", func() (*bundle.Bundle, error) { return bundles.LoadFS(policies.FS()) })
 	}
 	path := s.cfg.Policy.Bundle
-	return s.engine.Load(ctx, path, func() (*bundle.Bundle, error) { return bundles.LoadPath(path) })
+	return s.engine.Load(ctx, path, func() (*bundle.Bundle, error) { return bundles.LoadPath(path, s.load...) })
 }
 
 func (s *sidecar) decisionLogWriter(stdout io.Writer) (io.Writer, error) {
