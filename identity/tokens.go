@@ -219,7 +219,7 @@ func (t *Tokens) ForSession(ctx context.Context, sess *Session, orgID string) (*
 var ErrRestrictedKey = errors.New("a key restricted to addresses or tools cannot be exchanged for a token: use the key itself")
 
 // ForAPIKey issues a token for an API key: subject "key:<id>", its
-// organization, and its scopes. Keys with an IP allowlist or allowed
+// organization, its creator's role there, and its scopes. Keys with an IP allowlist or allowed
 // tools get ErrRestrictedKey.
 func (t *Tokens) ForAPIKey(ctx context.Context, k *APIKey) (*Issued, error) {
 	if !k.Usable(t.svc.now()) {
@@ -229,7 +229,16 @@ func (t *Tokens) ForAPIKey(ctx context.Context, k *APIKey) (*Issued, error) {
 		return nil, ErrRestrictedKey
 	}
 	scope := strings.Join(slices.Sorted(slices.Values(k.Scopes)), " ")
-	return t.issue(Claims{Tenant: k.OrgID, Scope: scope}, "key:"+k.ID, time.Time{})
+	// The creator's role bounds what the key's scopes may grant; a creator
+	// no longer a member leaves the token no role, and so nothing.
+	var roles []string
+	switch r, err := role(ctx, t.svc.store, k.OrgID, k.CreatedBy); {
+	case err == nil:
+		roles = []string{string(r)}
+	case !errors.Is(err, ErrForbidden):
+		return nil, err
+	}
+	return t.issue(Claims{Tenant: k.OrgID, Roles: roles, Scope: scope}, "key:"+k.ID, time.Time{})
 }
 
 // issue signs c, with the registered claims filled in for sub.

@@ -121,7 +121,8 @@ func TestTokenForAPIKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	claims, err := verify(t, tk, f, iss.Token)
-	if err != nil || claims["sub"] != "key:"+k.ID || claims["tid"] != org.ID || claims["scope"] != "mcp:tools:call mcp:tools:list" {
+	if err != nil || claims["sub"] != "key:"+k.ID || claims["tid"] != org.ID || claims["scope"] != "mcp:tools:call mcp:tools:list" ||
+		claims["roles"].([]any)[0] != "owner" {
 		t.Fatalf("claims %v %v", claims, err)
 	}
 	if err := f.svc.RevokeAPIKey(ctx, owner.ID, org.ID, got.ID, meta); err != nil {

@@ -317,9 +317,9 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 	case rdb != nil:
 		// The subscription has a client of its own: it may take longer to
 		// connect than a decision can wait, and nothing waits on it.
-		sub := *rdb.Options()
+		sub, _ := redis.ParseURL(c.Redis) // parsed above
 		sub.DialTimeout, sub.ReadTimeout, sub.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
-		subscriber := redis.NewClient(&sub)
+		subscriber := redis.NewClient(sub)
 		s.closers = append(s.closers, subscriber)
 		r := credentials.NewRevocations(subscriber, c.RedisPrefix, evictors,
 			credentials.WithMaxAges(time.Duration(c.LiveMaxAge), time.Duration(c.DegradedMaxAge)),

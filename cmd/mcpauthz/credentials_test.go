@@ -164,26 +164,31 @@ func TestUpstreamToken(t *testing.T) {
 func devKey(t *testing.T, s *sidecar) string {
 	t.Helper()
 	svc, u, org := devAccount(t, s)
-	_, secret, err := svc.CreateAPIKey(context.Background(), u.ID, org.ID, identity.NewAPIKey{Name: "ci"}, identity.Meta{})
+	_, secret, err := svc.CreateAPIKey(context.Background(), u.ID, org.ID, identity.NewAPIKey{Name: "ci",
+		Scopes: []string{"mcp:tools:call", "mcp:tools:list"}}, identity.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return secret
 }
 
-// devSession signs the account in and returns the session token.
+// devSession signs the account in, in its organization, and returns the
+// session token.
 func devSession(t *testing.T, s *sidecar) string {
 	t.Helper()
-	svc, u, _ := devAccount(t, s)
+	svc, u, org := devAccount(t, s)
 	l, err := svc.Login(context.Background(), u.Email, "correct horse battery staple", identity.Meta{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.SetActiveOrg(context.Background(), l.Session, org.ID); err != nil {
 		t.Fatal(err)
 	}
 	return l.Token
 }
 
 // devAccount creates a user and an organization in the store the sidecar
-// reads.
+// reads; each call a new user.
 func devAccount(t *testing.T, s *sidecar) (*identity.Service, *identity.User, *identity.Org) {
 	t.Helper()
 	ctx := context.Background()
@@ -195,7 +200,7 @@ func devAccount(t *testing.T, s *sidecar) (*identity.Service, *identity.User, *i
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := svc.SignUp(ctx, identity.SignUp{Email: "ada@example.com", Password: "correct horse battery staple",
+	u, err := svc.SignUp(ctx, identity.SignUp{Email: rand.Text()[:12] + "@example.com", Password: "correct horse battery staple",
 		Consents: []identity.Consent{{Kind: "privacy_policy", Version: "2026-01", Granted: true}, {Kind: "terms", Version: "2026-01", Granted: true}}}, identity.Meta{})
 	if err != nil {
 		t.Fatal(err)

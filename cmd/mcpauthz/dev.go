@@ -193,26 +193,26 @@ func bootstrapDev(ctx context.Context, svc *identity.Service, users interface {
 	return b, nil
 }
 
-const devBanner = `mcpauthz dev — the ext_authz sidecar with the embedded policy (revision {{revision}}) and the identity service
+const devBanner = `mcpauthz dev — the ext_authz sidecar with the default policy (revision {{revision}}) and the identity service
 
   Envoy ext_authz gRPC   {{grpc}}
   HTTP forward-auth      {{http}}
   Identity API           http://{{identity}}   (OpenAPI document: /openapi.json)
   Data                   {{data}}
 
+{{bootstrap}}
 Ask the sidecar for a decision as Envoy would (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3):
 
-  # allowed: the embedded policy lets anyone call the "echo" tool
-  grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"POST","path":"/mcp","headers":{"content-type":"application/json"},"body":"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}"}}}}' {{grpc}} envoy.service.auth.v3.Authorization/Check
+  # allowed: an API key of an owner, with the mcp:tools:call scope, calls the read-only "echo" tool
+  grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"POST","path":"/mcp","headers":{"content-type":"application/json","x-api-key":"{{key}}"},"body":"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}"}}}}' {{grpc}} envoy.service.auth.v3.Authorization/Check
 
-  # denied (403 with a JSON-RPC error): any other tool
-  grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"POST","path":"/mcp","headers":{"content-type":"application/json"},"body":"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_files\"}}"}}}}' {{grpc}} envoy.service.auth.v3.Authorization/Check
+  # denied (403 with a JSON-RPC error): a tool not declared is destructive, which needs a fresh session
+  grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"POST","path":"/mcp","headers":{"content-type":"application/json","x-api-key":"{{key}}"},"body":"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_files\"}}"}}}}' {{grpc}} envoy.service.auth.v3.Authorization/Check
 
-Or over HTTP forward-auth:
+Or over HTTP forward-auth (without a credential: 401 and a challenge naming the resource metadata):
 
-  curl -i -X POST http://{{http}}/mcp -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}'
+  curl -i -X POST http://{{http}}/mcp -H 'x-api-key: {{key}}' -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}'
 
-{{bootstrap}}
 Decisions are logged below as JSON lines. Ctrl-C stops.
 `
 
@@ -227,12 +227,10 @@ The password and the key are shown this once; only their hashes are kept.
   curl -s http://{{identity}}/v1/sessions -H 'content-type: application/json' -d '{"email":"{{email}}","password":"{{password}}"}'
   # exchange the API key for a short-lived JWT, verifiable with http://{{identity}}/.well-known/jwks.json
   curl -s -X POST http://{{identity}}/v1/token -H 'x-api-key: {{key}}'
-  # the sidecar knows the key: the answer carries x-mcpauthz-user, -tenant and -auth-method for the upstream
-  curl -i -X POST http://{{http}}/mcp -H 'x-api-key: {{key}}' -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}'
 `
 
-const devLaterRun = `The identity store in {{data}} is set up; its admin ({{email}}) was printed on the first run.
-Remove the directory to start over.
+const devLaterRun = `The identity store in {{data}} is set up; its admin ({{email}}) and API key were printed on the
+first run (below, {{key}} stands for the key). Remove the directory to start over.
 `
 
 func printDevBanner(w io.Writer, s *sidecar, id *identityServer, dataDir string, boot *devBootstrap) {
@@ -244,11 +242,12 @@ func printDevBanner(w io.Writer, s *sidecar, id *identityServer, dataDir string,
 		"{{revision}}", s.engine.Status().Revision,
 		"{{email}}", devAdminEmail,
 	}
-	tail := devLaterRun
+	tail, key := devLaterRun, "$MCPAUTHZ_API_KEY"
 	if boot != nil {
-		tail = devFirstRun
-		r = append(r, "{{password}}", boot.password, "{{org}}", boot.orgID, "{{key}}", boot.apiKey)
+		tail, key = devFirstRun, boot.apiKey
+		r = append(r, "{{password}}", boot.password, "{{org}}", boot.orgID)
 	}
+	r = append(r, "{{key}}", key)
 	rep := strings.NewReplacer(r...)
 	fmt.Fprint(w, rep.Replace(strings.Replace(devBanner, "{{bootstrap}}", tail, 1)))
 }

@@ -132,9 +132,10 @@ func TestDevBootstrap(t *testing.T) {
 	} else {
 		res.Body.Close()
 	}
-	// Without one, a 401 names the protected resource metadata.
-	if res := call(""); res.StatusCode != 200 {
-		t.Fatalf("no credential: %d", res.StatusCode)
+	// Without one, the policy answers 401, and so does a bad key; the
+	// challenge names the protected resource metadata.
+	if res := call(""); res.StatusCode != 401 || !strings.Contains(res.Header.Get("Www-Authenticate"), "resource_metadata=") {
+		t.Fatalf("no credential: %d %q", res.StatusCode, res.Header.Get("Www-Authenticate"))
 	}
 	if res := call("mcpk_nope"); res.StatusCode != 401 || !strings.Contains(res.Header.Get("Www-Authenticate"), `resource_metadata="http://127.0.0.1:9192/.well-known/oauth-protected-resource/mcp"`) {
 		t.Fatalf("a bad key's challenge: %d %q", res.StatusCode, res.Header.Get("Www-Authenticate"))

@@ -115,33 +115,45 @@ func TestDevEndToEnd(t *testing.T) {
 	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_Unauthorized {
 		t.Fatalf("echo with a bad token: %v %v", resp, err)
 	}
-	// Cookies that are not the session's are the upstream's business.
-	resp, err = client.Check(ctx, checkRequest("echo", map[string]string{"cookie": "tracker=super-secret-cookie"}))
+	// An API key allowed the echo tool; cookies that are not the
+	// session's are the upstream's business.
+	key := devKey(t, s)
+	resp, err = client.Check(ctx, checkRequest("echo", map[string]string{"x-api-key": key, "cookie": "tracker=super-secret-cookie"}))
 	if err != nil || resp.GetStatus().GetCode() != int32(codes.OK) {
 		t.Fatalf("echo: %v %v", resp, err)
 	}
-	resp, err = client.Check(ctx, checkRequest("delete_files", nil))
+	// An undeclared tool is destructive: a key may not call it without a
+	// fresh session.
+	resp, err = client.Check(ctx, checkRequest("delete_files", map[string]string{"x-api-key": key}))
 	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_Forbidden {
 		t.Fatalf("delete_files: %v %v", resp, err)
 	}
 
 	httpURL := "http://" + s.httpLis.Addr().String() + "/mcp"
-	res, err := http.Post(httpURL, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}`))
-	if err != nil {
-		t.Fatal(err)
+	post := func(body string, withKey bool) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", httpURL, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if withKey {
+			req.Header.Set("X-Api-Key", key)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
 	}
+	res := post(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}`, true)
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK || res.Header.Get("X-Mcpauthz-Decision-Id") == "" {
 		t.Fatalf("forward-auth allow: %d %v", res.StatusCode, res.Header)
 	}
-	res, err = http.Post(httpURL, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"rm"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	res = post(`{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo"}}`, false)
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `"id":4`) {
-		t.Fatalf("forward-auth deny: %d %s", res.StatusCode, body)
+	if res.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"id":4`) ||
+		!strings.Contains(res.Header.Get("Www-Authenticate"), "resource_metadata=") {
+		t.Fatalf("forward-auth anonymous: %d %v %s", res.StatusCode, res.Header, body)
 	}
 
 	if err := stop(); err != nil {
@@ -163,11 +175,12 @@ func TestDevEndToEnd(t *testing.T) {
 	if len(events) != 5 {
 		t.Fatalf("%d decision log events, want 5:\n%s", len(events), stdout.String())
 	}
-	if strings.Contains(stdout.String(), "super-secret") {
+	if strings.Contains(stdout.String(), "super-secret") || strings.Contains(stdout.String(), key) {
 		t.Fatal("a credential header reached the decision log")
 	}
 	erased, _ := json.Marshal(events[1]["erased"])
-	if !strings.Contains(string(erased), "/input/attributes/request/http/headers/cookie") {
+	if !strings.Contains(string(erased), "/input/attributes/request/http/headers/cookie") ||
+		!strings.Contains(string(erased), "/input/attributes/request/http/headers/x-api-key") {
 		t.Fatalf("erased = %s", erased)
 	}
 }
@@ -189,13 +202,14 @@ func TestGrpcurl(t *testing.T) {
 		}
 		return string(out)
 	}
-	body := func(tool string) string {
-		return fmt.Sprintf(`{"attributes":{"request":{"http":{"method":"POST","path":"/mcp","headers":{"content-type":"application/json"},"body":"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\"}}"}}}}`, tool)
+	key := devKey(t, s)
+	body := func(tool, key string) string {
+		return fmt.Sprintf(`{"attributes":{"request":{"http":{"method":"POST","path":"/mcp","headers":{"content-type":"application/json","x-api-key":"%s"},"body":"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\"}}"}}}}`, key, tool)
 	}
-	if out := call("-plaintext", "-d", body("echo"), addr, "envoy.service.auth.v3.Authorization/Check"); !strings.Contains(out, `"okResponse"`) {
+	if out := call("-plaintext", "-d", body("echo", key), addr, "envoy.service.auth.v3.Authorization/Check"); !strings.Contains(out, `"okResponse"`) {
 		t.Fatalf("allow: %s", out)
 	}
-	out := call("-plaintext", "-d", body("delete_files"), addr, "envoy.service.auth.v3.Authorization/Check")
+	out := call("-plaintext", "-d", body("delete_files", key), addr, "envoy.service.auth.v3.Authorization/Check")
 	if !strings.Contains(out, `"deniedResponse"`) || !strings.Contains(out, `"Forbidden"`) || !strings.Contains(out, `-32003`) {
 		t.Fatalf("deny: %s", out)
 	}

@@ -145,7 +145,10 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 	ada := login("ada@example.com")
 	_, org := call(t, "POST", api+"/v1/orgs", ada, map[string]any{"name": "Acme"})
 	orgID := org["id"].(string)
-	_, created := call(t, "POST", api+"/v1/orgs/"+orgID+"/api-keys", ada, map[string]any{"name": "ci"})
+	_, created := call(t, "POST", api+"/v1/orgs/"+orgID+"/api-keys", ada, map[string]any{"name": "ci", "scopes": []string{"mcp:tools:call"}})
+	if c, b := call(t, "PUT", api+"/v1/sessions/current/org", ada, map[string]any{"org_id": orgID}); c != 200 {
+		t.Fatalf("active org: %d %v", c, b)
+	}
 	secret := created["secret"].(string)
 	keyID := created["api_key"].(map[string]any)["id"].(string)
 

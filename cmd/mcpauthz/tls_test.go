@@ -18,8 +18,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 )
 
@@ -123,7 +123,9 @@ func TestGRPCTLS(t *testing.T) {
 			defer cancel()
 			resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, checkRequest("echo", nil))
 			if tt.ok {
-				if err != nil || resp.GetStatus().GetCode() != int32(codes.OK) {
+				// A decision came back over TLS (the embedded policy's 401
+				// for an anonymous call).
+				if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_Unauthorized {
 					t.Fatalf("%v %v", resp, err)
 				}
 				return

@@ -324,15 +324,13 @@ func TestListener(t *testing.T) {
 	defer stop()
 	client := authv3.NewAuthorizationClient(conn)
 
-	resp, err := client.Check(ctx, envoyCheckRequest())
-	if err != nil || resp.GetStatus().GetCode() != int32(codes.OK) {
-		t.Fatalf("echo tool: %v %v", resp, err)
-	}
+	// The embedded policy admits no anonymous MCP call: 401 with a
+	// challenge and a JSON-RPC error for the request's id.
 	denied := envoyCheckRequest()
-	denied.Attributes.Request.Http.Body = `{"jsonrpc":"2.0","id":"x9","method":"tools/call","params":{"name":"rm_rf"}}`
-	resp, err = client.Check(ctx, denied)
-	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_Forbidden {
-		t.Fatalf("other tool: %v %v", resp, err)
+	denied.Attributes.Request.Http.Body = `{"jsonrpc":"2.0","id":"x9","method":"tools/call","params":{"name":"echo"}}`
+	resp, err := client.Check(ctx, denied)
+	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_Unauthorized {
+		t.Fatalf("anonymous call: %v %v", resp, err)
 	}
 	var reply map[string]any
 	if err := json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &reply); err != nil || reply["id"] != "x9" {

@@ -1,0 +1,142 @@
+# Rate limits and quotas: an allowed (non-public) request carries the
+# limits that apply to it, and the sidecar takes them atomically.
+#
+#   limits: [{name, key, limit, window, cost}]
+#   quotas: [{name, key, limit, period}]
+#
+# Which apply (all from data):
+#   - config.limits.all: every request of an authenticated principal;
+#   - config.limits.groups[<group>]: requests of that group, the group of
+#     the MCP method (config.mcp.methods[m].group) or of a matched route;
+#   - config.quotas.billable: every MCP request that needs a permission
+#     (not lifecycle messages);
+#   - config.quotas.groups[<group>]: as for limits.
+#
+# A limit definition is {name, per, bucket?, window, limit?, limit_by_role?}:
+#   limit      the base limit, or the fallback of limit_by_role;
+#   limit_by_role  base limit by role; the principal's most generous role
+#              counts;
+#   the base is multiplied by config.tiers[<tier>].limit_multiplier, where
+#   the tier is input.identity.tier (the organization's plan), or
+#   config.default_tier when absent or unknown.
+# A quota definition is {name, per, bucket?, period, limit_by_tier}.
+#
+# cost: a tools/call costs config.risk_classes[<risk>].cost (see mcp.rego
+# for the risk); anything else config.limits.default_cost.
+#
+# Keys: "<per>:<id>" followed by ":<bucket>" when the definition has one,
+# the id URL-query-escaped (so a ":" in it cannot forge another key):
+#   per "tenant"     tenant:<tenant id>           e.g. tenant:acme:tools
+#   per "user"       user:<user_id, or subject>   e.g. user:u-42
+#   per "key"        key:<API key id>             e.g. key:k-7
+#   per "principal"  key:<id> for API keys, user:<id> for everyone else
+# A "user" definition does not apply to API keys and a "key" one applies
+# only to them; a "tenant" one needs a tenant.
+package mcpauthz.authz
+
+import data.mcpauthz.config
+
+tier := input.identity.tier if known_tier
+
+tier := config.default_tier if not known_tier
+
+# Negated lookups go through a helper rule: OPA evaluates a reference nested
+# in a key (config.tiers[input.identity.tier]) before `not`, so an absent
+# input value would make the negation undefined instead of true.
+known_tier if config.tiers[input.identity.tier]
+
+multiplier := config.tiers[tier].limit_multiplier
+
+request_groups contains group if {
+	mcp_request
+	group := config.mcp.methods[input.mcp.method].group
+}
+
+request_groups contains route.group if {
+	some route in matched_routes
+}
+
+limit_definitions contains def if some def in config.limits.all
+
+limit_definitions contains def if {
+	some group in request_groups
+	some def in config.limits.groups[group]
+}
+
+limits := [entry |
+	some def in limit_definitions
+	entry := {
+		"name": def.name,
+		"key": rate_key(def),
+		"limit": floor(base_limit(def) * multiplier),
+		"window": def.window,
+		"cost": request_cost,
+	}
+]
+
+quota_definitions contains def if {
+	mcp_request
+	count(required_permissions) > 0
+	some def in config.quotas.billable
+}
+
+quota_definitions contains def if {
+	some group in request_groups
+	some def in config.quotas.groups[group]
+}
+
+quotas := [entry |
+	some def in quota_definitions
+	entry := {
+		"name": def.name,
+		"key": rate_key(def),
+		"limit": def.limit_by_tier[tier],
+		"period": def.period,
+	}
+]
+
+# base_limit(def): the most generous limit_by_role of the principal's
+# roles, else def.limit, else 0 (a definition without a limit blocks rather
+# than lets everything through).
+base_limit(def) := object.get(def, "limit", 0) if not def.limit_by_role
+
+base_limit(def) := max(by_role | {object.get(def, "limit", 0) | count(by_role) == 0}) if {
+	def.limit_by_role
+	by_role := {n | some role in principal_roles; n := def.limit_by_role[role]}
+}
+
+request_cost := tool_cost if tools_call
+
+# A risk class without a cost costs as much as the dearest class.
+request_cost := max({class.cost | some class in config.risk_classes}) if {
+	tools_call
+	not tool_cost
+}
+
+tool_cost := config.risk_classes[tool_risk].cost
+
+request_cost := config.limits.default_cost if not tools_call
+
+# rate_key(def): the subject of def.per, then def.bucket when present.
+rate_key(def) := concat(":", [rate_subjects[def.per], def.bucket]) if def.bucket
+
+rate_key(def) := rate_subjects[def.per] if not def.bucket
+
+# rate_subjects maps each "per" to the subject this request counts against.
+rate_subjects["tenant"] := concat(":", ["tenant", urlquery.encode(target_tenant)])
+
+rate_subjects["user"] := user_subject if not api_key
+
+rate_subjects["key"] := key_subject if api_key
+
+rate_subjects["principal"] := key_subject if api_key
+
+rate_subjects["principal"] := user_subject if not api_key
+
+user_subject := concat(":", ["user", urlquery.encode(user_id)])
+
+key_subject := concat(":", ["key", urlquery.encode(input.identity.api_key.id)])
+
+user_id := input.identity.user_id if input.identity.user_id
+
+user_id := input.identity.subject if not input.identity.user_id
