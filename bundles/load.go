@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -86,13 +87,19 @@ func openPath(path string) (opener, bool, error) {
 			return bundle.NewDirectoryLoader(root).WithFollowSymlinks(true).WithFilter(skipHidden(root)), func() {}, nil
 		}, true, nil
 	}
+	return tarball(func() (io.ReadCloser, error) { return os.Open(path) }), false, nil
+}
+
+// tarball returns an opener reading a .tar.gz from what open returns: a
+// bundle file, or a download held in memory (Remote).
+func tarball(open func() (io.ReadCloser, error)) opener {
 	return func() (bundle.DirectoryLoader, func(), error) {
-		f, err := os.Open(path)
+		r, err := open()
 		if err != nil {
 			return nil, nil, err
 		}
-		return bundle.NewTarballLoader(f), func() { f.Close() }, nil
-	}, false, nil
+		return bundle.NewTarballLoader(r), func() { r.Close() }, nil
+	}
 }
 
 // skipHidden leaves out dot-files and dot-directories below root other than

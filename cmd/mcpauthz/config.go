@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -87,9 +88,16 @@ type TLSConfig struct {
 
 // PolicyConfig selects the policy bundle and the decision.
 type PolicyConfig struct {
-	// Bundle is a bundle directory or .tar.gz; empty means the bundle
-	// compiled into the binary.
-	Bundle       string   `yaml:"bundle"`
+	// Bundle is a bundle directory or .tar.gz, or the http(s) URL of a
+	// .tar.gz on a bundle server, polled every BundlePoll; empty means the
+	// bundle compiled into the binary.
+	Bundle string `yaml:"bundle"`
+	// BundlePoll is how often a bundle URL is polled (±10%; longer after
+	// failures).
+	BundlePoll Duration `yaml:"bundle_poll"`
+	// BundleTokenFile holds a bearer token sent to the bundle server.
+	BundleTokenFile string `yaml:"bundle_token_file"`
+	// Watch reloads a bundle directory or file when it changes.
 	DecisionPath string   `yaml:"decision_path"`
 	Watch        bool     `yaml:"watch"`
 	Timeout      Duration `yaml:"timeout"`
@@ -103,6 +111,30 @@ type PolicyConfig struct {
 	// signature (`mcpauthz bundle sign`); the embedded bundle is part of
 	// the binary and is not verified.
 	Verification VerificationConfig `yaml:"verification"`
+}
+
+// remote reports whether Bundle names a bundle server.
+func (p PolicyConfig) remote() bool {
+	b := strings.ToLower(p.Bundle)
+	return strings.HasPrefix(b, "http://") || strings.HasPrefix(b, "https://")
+}
+
+// remoteOptions configure polling the bundle server: the interval and the
+// bearer token, read from BundleTokenFile.
+func (p PolicyConfig) remoteOptions() ([]bundles.RemoteOption, error) {
+	opts := []bundles.RemoteOption{bundles.WithPollInterval(time.Duration(p.BundlePoll))}
+	if p.BundleTokenFile != "" {
+		data, err := os.ReadFile(p.BundleTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("policy.bundle_token_file: %w", err)
+		}
+		token := strings.TrimSpace(string(data))
+		if token == "" {
+			return nil, errors.New("policy.bundle_token_file: the file is empty")
+		}
+		opts = append(opts, bundles.WithBearerToken(token))
+	}
+	return opts, nil
 }
 
 // VerificationConfig is the key policy bundles must be signed with.
@@ -226,6 +258,7 @@ func Defaults() Config {
 		},
 		Policy: PolicyConfig{
 			DecisionPath:  bundles.DefaultDecisionPath,
+			BundlePoll:    Duration(bundles.DefaultPollInterval),
 			Watch:         true,
 			Timeout:       Duration(extauthz.DefaultTimeout),
 			DecisionCache: bundles.DefaultDecisionCacheSize,
@@ -399,10 +432,26 @@ func (c *Config) Validate() error {
 	if _, err := bundles.ParseDecisionPath(c.Policy.DecisionPath); err != nil {
 		bad("policy.decision_path: %v", err)
 	}
-	if c.Policy.Bundle != "" {
+	if c.Policy.remote() {
+		// The URL may carry a secret: errors do not quote it.
+		if u, err := url.Parse(c.Policy.Bundle); err != nil || u.Host == "" {
+			bad("policy.bundle: not a valid http(s) URL")
+		}
+		if c.Policy.BundleTokenFile != "" {
+			if _, err := c.Policy.remoteOptions(); err != nil {
+				bad("%v", err)
+			}
+		}
+	} else if c.Policy.Bundle != "" {
 		if _, err := os.Stat(c.Policy.Bundle); err != nil {
 			bad("policy.bundle: %v", err)
 		}
+	}
+	if c.Policy.BundleTokenFile != "" && !c.Policy.remote() {
+		bad("policy.bundle_token_file: policy.bundle is not an http(s) URL")
+	}
+	if p := time.Duration(c.Policy.BundlePoll); p < time.Second || p > 24*time.Hour {
+		bad("policy.bundle_poll: %s is outside [1s, 24h]", p)
 	}
 	if c.Policy.Verification.enabled() {
 		if _, err := c.Policy.Verification.verification(); err != nil {

@@ -41,6 +41,7 @@ type sidecar struct {
 	log       *slog.Logger
 	engine    *bundles.Engine
 	watcher   *bundles.Watcher
+	remote    *bundles.Remote      // polls policy.bundle when it is a URL
 	load      []bundles.LoadOption // how the configured bundle is read
 	authz     *extauthz.Authorizer
 	grpc      *envoygrpc.Listener
@@ -81,7 +82,19 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if verify != nil {
 		s.load = append(s.load, bundles.WithVerification(verify))
 	}
-	if cfg.Policy.Bundle != "" && cfg.Policy.Watch {
+	if cfg.Policy.remote() {
+		ropts, err := cfg.Policy.remoteOptions()
+		if err != nil {
+			return nil, err
+		}
+		ropts = append(ropts, bundles.WithRemoteLoadOptions(s.load...), bundles.WithRemoteLogger(log))
+		if s.remote, err = bundles.NewRemote(s.engine, cfg.Policy.Bundle, ropts...); err != nil {
+			return nil, fmt.Errorf("policy.bundle: %w", err)
+		}
+		// loadPolicy fetches once, so the sidecar never serves without a
+		// policy; Run polls from then on.
+		s.background = append(s.background, s.remote.Run)
+	} else if cfg.Policy.Bundle != "" && cfg.Policy.Watch {
 		// Watch before the first load, so no change slips between them.
 		if s.watcher, err = bundles.NewWatcher(s.engine, cfg.Policy.Bundle, 0, log, s.load...); err != nil {
 			return nil, err
@@ -165,8 +178,11 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 
 // loadPolicy activates the configured bundle, verifying its signature when
 // policy.verification is set, or the embedded one, which is trusted as part
-// of the binary.
+// of the binary. A bundle URL is fetched now.
 func (s *sidecar) loadPolicy(ctx context.Context) error {
+	if s.remote != nil {
+		return s.remote.Fetch(ctx)
+	}
 	if s.cfg.Policy.Bundle == "" {
 		return s.engine.Load(ctx, "embedded", func() (*bundle.Bundle, error) { return bundles.LoadFS(policies.FS()) })
 	}
