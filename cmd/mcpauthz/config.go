@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -222,6 +223,31 @@ type DecisionLogConfig struct {
 	Output string   `yaml:"output"`
 	Mask   []string `yaml:"mask"`
 	Buffer int      `yaml:"buffer"`
+	// UploadURL, when set, receives the decisions in batches as OPA's
+	// decision-log plugin sends them (gzip JSON arrays), besides Output.
+	UploadURL string `yaml:"upload_url"`
+	// UploadTokenFile holds a bearer token for the upload.
+	UploadTokenFile string `yaml:"upload_token_file"`
+}
+
+// uploader builds the decision-log uploader, or nil without an upload URL.
+func (c DecisionLogConfig) uploader(log *slog.Logger) (*decisionlog.Uploader, error) {
+	if c.UploadURL == "" {
+		return nil, nil
+	}
+	opts := []decisionlog.UploaderOption{decisionlog.WithLogger(log)}
+	if c.UploadTokenFile != "" {
+		tok, err := os.ReadFile(c.UploadTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("decision_log.upload_token_file: %w", err)
+		}
+		opts = append(opts, decisionlog.WithToken(strings.TrimSpace(string(tok))))
+	}
+	up, err := decisionlog.NewUploader(c.UploadURL, opts...)
+	if err != nil {
+		return nil, errors.New("decision_log.upload_url: not an http(s) URL") // it may hold a password
+	}
+	return up, nil
 }
 
 // Duration is a time.Duration written as "100ms", "2s".
@@ -496,6 +522,9 @@ func (c *Config) Validate() error {
 		if err := decisionlog.CheckMask(m); err != nil {
 			bad("decision_log.mask: %v", err)
 		}
+	}
+	if _, err := c.DecisionLog.uploader(slog.New(slog.DiscardHandler)); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := c.MCP.Resource.protectedResource(); err != nil {
 		bad("mcp.resource: %v", err)

@@ -56,6 +56,7 @@ type sidecar struct {
 	resource *extauthz.ProtectedResource
 
 	listensForRevocations bool
+	uploader              *decisionlog.Uploader
 	background            []func(context.Context) error
 }
 
@@ -131,10 +132,18 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if signer != nil {
 		aopts = append(aopts, extauthz.WithIdentityToken(signer, cfg.Credentials.UpstreamToken.Header))
 	}
-	if cfg.DecisionLog.Output != "" {
-		w, err := s.decisionLogWriter(stdout)
-		if err != nil {
-			return nil, err
+	if s.uploader, err = cfg.DecisionLog.uploader(log); err != nil {
+		return nil, err
+	}
+	if cfg.DecisionLog.Output != "" || s.uploader != nil {
+		var w io.Writer = io.Discard
+		if cfg.DecisionLog.Output != "" {
+			if w, err = s.decisionLogWriter(stdout); err != nil {
+				return nil, err
+			}
+		}
+		if s.uploader != nil {
+			w = io.MultiWriter(w, s.uploader) // the uploader never blocks
 		}
 		host, _ := os.Hostname()
 		s.decisions, err = decisionlog.New(w, decisionlog.Config{
@@ -273,7 +282,21 @@ func (s *sidecar) Run(ctx context.Context) error {
 			defer close(decisionsDone)
 			_ = s.decisions.Run(logCtx)
 		}()
-		defer func() { stopLog(); <-decisionsDone }()
+		uploadDone := make(chan struct{})
+		stopUpload := func() {}
+		if s.uploader != nil {
+			var upCtx context.Context
+			upCtx, stopUpload = context.WithCancel(context.WithoutCancel(ctx))
+			go func() {
+				defer close(uploadDone)
+				_ = s.uploader.Run(upCtx)
+			}()
+		} else {
+			close(uploadDone)
+		}
+		// The logger stops first, so its last events reach the uploader's
+		// final flush.
+		defer func() { stopLog(); <-decisionsDone; stopUpload(); <-uploadDone }()
 	}
 	for _, run := range s.background {
 		g.Go(func() error { return run(ctx) })
