@@ -10,7 +10,7 @@
 #     the future beyond config.fresh_session.clock_leeway neither.
 #   - api_key: never fresh, unless the key has a scope of
 #     config.api_keys.fresh_session_bypass_scopes (service-to-service keys
-#     that no person stands behind).
+#     that no person stands behind) that its creator's role grants.
 #
 # A stale session or token gets 401 with the challenge
 # {"error": "insufficient_user_authentication", "max_age": …}; an API key
@@ -49,8 +49,11 @@ fresh if {
 	age >= 0 - config.fresh_session.clock_leeway
 }
 
+# The bypass scope counts only where the key's creator's role holds it as
+# a permission: a member cannot mint a key that skips the step-up.
 fresh if {
 	api_key
 	some scope in config.api_keys.fresh_session_bypass_scopes
 	scope in input.identity.scopes
+	scope in config.roles[input.identity.org_role]
 }

@@ -86,9 +86,11 @@ test_api_key_destructive_tool_is_403 if {
 	d == {"allowed": false, "http_status": 403, "reason": "fresh_session_required"}
 }
 
+admin_key(scopes) := object.union(api_key(scopes), {"org_role": "admin", "roles": ["admin"]})
+
 test_service_to_service_key_bypasses_freshness if {
-	allowed(mcp(api_key(["mcp:*", "service_to_service"]), call("rm")))
-	denied(mcp(api_key(["mcp:*", "service_to_service"]), call("rm")), "fresh_session_required", 403)
+	allowed(mcp(admin_key(["mcp:*", "service_to_service"]), call("rm")))
+	denied(mcp(admin_key(["mcp:*", "service_to_service"]), call("rm")), "fresh_session_required", 403)
 		with data.mcpauthz.config.api_keys.fresh_session_bypass_scopes as []
 }
 
@@ -115,4 +117,11 @@ test_other_routes_need_no_fresh_session if allowed(http(aged(session("admin"), 8
 test_fresh_paths_are_data if {
 	denied(http(aged(session("admin"), 3600), "POST", "/api/v1/orgs/acme/servers"), "fresh_session_required", 401)
 		with data.mcpauthz.config.fresh_session.paths as ["/api/v1/orgs/*/servers"]
+}
+
+# A member cannot mint a key that skips the step-up: the bypass scope
+# counts only where the creator's role grants it.
+test_member_key_with_bypass_scope_still_needs_freshness if {
+	key := object.union(api_key(["mcp:*", "service_to_service"]), {"org_role": "member", "roles": ["member"]})
+	denied(mcp(key, call("rm")), "fresh_session_required", 403)
 }

@@ -43,7 +43,11 @@ mcp_lifecycle if input.mcp.method in config.mcp.lifecycle_methods
 
 mcp_lifecycle if startswith(input.mcp.method, config.mcp.notification_prefix)
 
-mcp_lifecycle if input.mcp.is_response == true
+# A response to the server's request; one that names a method is not one.
+mcp_lifecycle if {
+	input.mcp.is_response == true
+	not input.mcp.method
+}
 
 mcp_lifecycle if {
 	not input.mcp

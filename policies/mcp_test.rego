@@ -199,3 +199,10 @@ test_equal_ranks_pick_one if {
 		with data.mcpauthz.config.tools as tools
 		with data.mcpauthz.config.tenants as tenants
 }
+
+# A "response" that names a method is judged by its method, not let
+# through as a response.
+test_response_with_a_method_is_not_lifecycle if {
+	not data.mcpauthz.authz.mcp_lifecycle with input as {"mcp": {"method": "sampling/createMessage", "is_response": true}}
+	data.mcpauthz.authz.mcp_lifecycle with input as {"mcp": {"is_response": true}}
+}

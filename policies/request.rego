@@ -21,12 +21,25 @@ request_path := concat("/", array.concat([""], input.parsed_path))
 
 http_method := input.attributes.request.http.method
 
-# bad_path: "." or ".." segments, or an empty segment inside the path. The
-# upstream may resolve them differently from the patterns here, so no rule
-# can be trusted to have matched what the upstream will serve.
+# bad_path: "." or ".." segments, an empty segment inside the path, or a
+# segment holding an encoded "/" or "\" (%2F, %5C: the sidecar splits the
+# path before decoding, so such a segment would match the globs below as
+# several, "../.." included). The upstream may resolve them differently
+# from the patterns here, so no rule can be trusted to have matched what
+# the upstream will serve.
 bad_path if {
 	some seg in input.parsed_path
 	seg in {".", ".."}
+}
+
+bad_path if {
+	some seg in input.parsed_path
+	contains(seg, "/")
+}
+
+bad_path if {
+	some seg in input.parsed_path
+	contains(seg, "\\")
 }
 
 bad_path if {

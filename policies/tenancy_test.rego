@@ -158,3 +158,23 @@ test_platform_roles_only_from_sessions if {
 test_unknown_platform_role_grants_nothing if {
 	denied(http(object.union(super_admin, {"roles": ["platform:root"]}), "GET", "/api/v1/admin/users"), "permission_denied", 403)
 }
+
+# An encoded "/" keeps a segment whole in parsed_path; joined back, it
+# would match the globs as several segments. Such paths are refused.
+test_encoded_slash_is_a_bad_path if {
+	d := data.mcpauthz.authz.decision with input as {
+		"attributes": {"request": {"http": {"method": "GET", "path": "/.well-known/oauth-protected-resource/..%2F..%2Fapi%2Fv1%2Fadmin"}}},
+		"parsed_path": [".well-known", "oauth-protected-resource", "../../api/v1/admin"],
+	}
+	d.allowed == false
+	d.reason == "bad_path"
+	d.http_status == 400
+}
+
+test_encoded_backslash_is_a_bad_path if {
+	d := data.mcpauthz.authz.decision with input as {
+		"attributes": {"request": {"http": {"method": "GET", "path": "/healthz%5C..%5Cx"}}},
+		"parsed_path": ["healthz\\..\\x"],
+	}
+	d.reason == "bad_path"
+}
