@@ -3,8 +3,8 @@
 # Methods. config.mcp.methods maps each method to the permission it needs
 # and the group its limits come from. Lifecycle messages need no
 # permission, only an authenticated principal of the tenant: the methods of
-# config.mcp.lifecycle_methods (initialize, ping), every method starting
-# with config.mcp.notification_prefix, JSON-RPC responses the client sends
+# config.mcp.lifecycle_methods (initialize, ping), the notifications named
+# in config.mcp.client_notifications, JSON-RPC responses the client sends
 # back, and the HTTP methods of config.mcp.stream_http_methods on an MCP
 # endpoint (the GET stream, the DELETE ending a session). Any other method
 # is refused (unknown_method): a new MCP method is denied until data names
@@ -41,7 +41,8 @@ tools_call if input.mcp.method == "tools/call"
 
 mcp_lifecycle if input.mcp.method in config.mcp.lifecycle_methods
 
-mcp_lifecycle if startswith(input.mcp.method, config.mcp.notification_prefix)
+# The notifications a client sends (MCP 2025-11-25), by exact name.
+mcp_lifecycle if input.mcp.method in config.mcp.client_notifications
 
 # A response to the server's request; one that names a method is not one.
 mcp_lifecycle if {

@@ -206,3 +206,12 @@ test_response_with_a_method_is_not_lifecycle if {
 	not data.mcpauthz.authz.mcp_lifecycle with input as {"mcp": {"method": "sampling/createMessage", "is_response": true}}
 	data.mcpauthz.authz.mcp_lifecycle with input as {"mcp": {"is_response": true}}
 }
+
+# Only the notifications a client sends, by exact name: a made-up or
+# path-like one is an unknown method.
+test_unknown_notifications_are_unknown_methods if {
+	viewer := session("viewer")
+	denied(mcp(viewer, {"method": "notifications/../tools/call", "is_notification": true}), "unknown_method", 403)
+	denied(mcp(viewer, {"method": "notifications/anything", "is_notification": true}), "unknown_method", 403)
+	allowed(mcp(viewer, {"method": "notifications/progress", "is_notification": true}))
+}
