@@ -148,6 +148,20 @@ declared_risks contains risk if {
 	config.risk_classes[risk]
 }
 
+# A risk that names no class (a typo) counts as an undeclared tool's, so a
+# misspelt override cannot leave a tool at a weaker class.
+declared_risks contains config.undeclared_tool_risk if {
+	tools_call
+	risk := config.tools[input.mcp.tool].risk
+	not config.risk_classes[risk]
+}
+
+declared_risks contains config.undeclared_tool_risk if {
+	tools_call
+	risk := config.tenants[target_tenant].tools[input.mcp.tool].risk
+	not config.risk_classes[risk]
+}
+
 tool_risk := config.undeclared_tool_risk if {
 	tools_call
 	count(declared_risks) == 0

@@ -215,3 +215,13 @@ test_unknown_notifications_are_unknown_methods if {
 	denied(mcp(viewer, {"method": "notifications/anything", "is_notification": true}), "unknown_method", 403)
 	allowed(mcp(viewer, {"method": "notifications/progress", "is_notification": true}))
 }
+
+# A misspelt risk class counts as an undeclared tool's (destructive),
+# even where another declaration says read_only.
+test_misspelt_risk_class_is_destructive if {
+	data.mcpauthz.authz.tool_risk == "destructive" with input as mcp(session("member"), call("echo"))
+		with data.mcpauthz.config.tenants as {"acme": {"tools": {"echo": {"risk": "destructiv"}}}}
+	data.mcpauthz.authz.tool_risk == "read_only" with input as mcp(session("member"), call("echo"))
+	data.mcpauthz.authz.tool_risk == "destructive" with input as mcp(session("member"), call("echo"))
+		with data.mcpauthz.config.tools as {"echo": {"risk": "readonly"}}
+}
