@@ -2,8 +2,8 @@
 // into the binary, a directory, or a .tar.gz built by `opa build`), compiles
 // them into immutable snapshots, swaps the active snapshot atomically, and
 // evaluates the configured decision against it with OPA's evaluator. A
-// bundle that does not load, compile or define the decision never replaces
-// the active one. A Watcher reloads a bundle directory or file when it
+// bundle that does not load, compile, define the decision or pass its own
+// Rego tests never replaces the active one. A Watcher reloads a bundle directory or file when it
 // changes; a Remote polls a bundle server over HTTP(S) with ETags.
 //
 // It also builds bundle archives with a manifest (Build, Write), signs them

@@ -45,6 +45,8 @@ type Engine struct {
 	log    *slog.Logger
 
 	cacheSize int
+	runTests  bool
+	testLimit time.Duration
 
 	mu     sync.Mutex // serializes activations and guards status
 	status Status
@@ -97,6 +99,14 @@ func WithEngineLogger(l *slog.Logger) EngineOption { return func(e *Engine) { e.
 // when a new bundle is activated.
 func WithDecisionCache(size int) EngineOption { return func(e *Engine) { e.cacheSize = size } }
 
+// WithBundleTests sets whether a bundle's own Rego tests (test_* rules)
+// must pass before it is activated (default true), and the time each test
+// may take (DefaultTestTimeout when zero). A bundle without tests activates
+// either way.
+func WithBundleTests(run bool, timeout time.Duration) EngineOption {
+	return func(e *Engine) { e.runTests, e.testLimit = run, timeout }
+}
+
 // WithEngineClock sets the clock (default time.Now).
 func WithEngineClock(now func() time.Time) EngineOption { return func(e *Engine) { e.now = now } }
 
@@ -108,7 +118,7 @@ func NewEngine(path string, opts ...EngineOption) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{path: ref, pathS: ref.String(), now: time.Now, log: slog.New(slog.DiscardHandler), cacheSize: DefaultDecisionCacheSize}
+	e := &Engine{path: ref, pathS: ref.String(), now: time.Now, log: slog.New(slog.DiscardHandler), cacheSize: DefaultDecisionCacheSize, runTests: true}
 	for _, o := range opts {
 		o(e)
 	}
@@ -168,12 +178,16 @@ func (e *Engine) recordFailure(err error) {
 	e.status.LastErrorAt = e.now()
 }
 
-// Activate compiles b and, if it compiles and defines the decision, makes it
-// the active policy. On error the active policy is unchanged.
+// Activate compiles b and, if it compiles, defines the decision and passes
+// its own Rego tests, makes it the active policy. On error the active
+// policy is unchanged.
 func (e *Engine) Activate(ctx context.Context, b *bundle.Bundle, source string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	snap, err := e.compile(ctx, b, source)
+	if err == nil && e.runTests {
+		err = e.test(ctx, b, source)
+	}
 	if err != nil {
 		e.recordFailure(err)
 		return err
@@ -236,6 +250,18 @@ func (e *Engine) compile(ctx context.Context, b *bundle.Bundle, source string) (
 		snap.cache = newDecisionCache(e.cacheSize)
 	}
 	return snap, nil
+}
+
+// test runs the bundle's Rego tests; any failure rejects the bundle.
+func (e *Engine) test(ctx context.Context, b *bundle.Bundle, source string) error {
+	report, err := Test(ctx, b, e.testLimit)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", source, err)
+	}
+	if err := report.Err(); err != nil {
+		return fmt.Errorf("bundle %s: %w", source, err)
+	}
+	return nil
 }
 
 // checkDefined makes sure the decision path names a rule or data in the

@@ -12,9 +12,6 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/storage"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/tester"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
 )
@@ -189,6 +186,7 @@ func runBundleVerify(args []string, stdout, stderr io.Writer) error {
 func runBundleTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bundle test", flag.ContinueOnError)
 	verbose := fs.Bool("v", false, "print every test, not only failures")
+	timeout := fs.Duration("timeout", bundles.DefaultTestTimeout, "time each test may take")
 	dir, err := parseArgs(fs, args, stderr, "bundle directory or file")
 	if err != nil {
 		return err
@@ -197,46 +195,26 @@ func runBundleTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	store := inmem.New()
-	txn, err := store.NewTransaction(ctx, storage.WriteParams)
+	report, err := bundles.Test(ctx, b, *timeout)
 	if err != nil {
 		return err
 	}
-	defer store.Abort(ctx, txn)
-	ch, err := tester.NewRunner().
-		SetStore(store).
-		SetBundles(map[string]*bundle.Bundle{dir: b}).
-		CapturePrintOutput(true).
-		RaiseBuiltinErrors(true).
-		RunTests(ctx, txn)
-	if err != nil {
-		return fmt.Errorf("running Rego tests: %w", err)
-	}
-	var pass, fail, errs, skip int
-	for r := range ch {
-		name := r.Package + "." + r.Name
+	for _, r := range report.Results {
 		switch {
-		case r.Error != nil:
-			errs++
-			fmt.Fprintf(stdout, "ERROR %s (%s): %v\n", name, r.Location, r.Error)
+		case r.Err != nil:
+			fmt.Fprintf(stdout, "ERROR %s (%s): %v\n", r.Name, r.Location, r.Err)
 		case r.Fail:
-			fail++
-			fmt.Fprintf(stdout, "FAIL  %s (%s)\n", name, r.Location)
-		case r.Skip:
-			skip++
-			if *verbose {
-				fmt.Fprintf(stdout, "SKIP  %s\n", name)
-			}
-		default:
-			pass++
-			if *verbose {
-				fmt.Fprintf(stdout, "PASS  %s\n", name)
-			}
+			fmt.Fprintf(stdout, "FAIL  %s (%s)\n", r.Name, r.Location)
+		case r.Skip && *verbose:
+			fmt.Fprintf(stdout, "SKIP  %s\n", r.Name)
+		case !r.Skip && *verbose:
+			fmt.Fprintf(stdout, "PASS  %s\n", r.Name)
 		}
-		if (r.Fail || r.Error != nil) && len(r.Output) > 0 {
+		if r.Failed() && len(r.Output) > 0 {
 			fmt.Fprintf(stdout, "      %s\n", bytes.ReplaceAll(bytes.TrimSpace(r.Output), []byte("\n"), []byte("\n      ")))
 		}
 	}
+	pass, fail, errs, skip := report.Passed, report.Failed, report.Errs, report.Skips
 	fmt.Fprintf(stdout, "PASS: %d, FAIL: %d, ERROR: %d, SKIPPED: %d\n", pass, fail, errs, skip)
 	switch {
 	case fail+errs > 0:

@@ -23,6 +23,7 @@ type Evaluator struct {
 	engine    *bundles.Engine
 	now       func() time.Time
 	fullInput bool
+	shadow    *Shadow
 }
 
 var _ extauthz.PolicyEvaluator = (*Evaluator)(nil)
@@ -37,6 +38,11 @@ func WithClock(now func() time.Time) Option { return func(e *Evaluator) { e.now 
 // of only the parts the active policy reads.
 func WithFullInput(full bool) Option { return func(e *Evaluator) { e.fullInput = full } }
 
+// WithShadow evaluates every decision with the shadow's candidate bundle
+// too, in the background, counting and logging the decisions it would
+// change. The shadow's Run must be running.
+func WithShadow(s *Shadow) Option { return func(e *Evaluator) { e.shadow = s } }
+
 // NewEvaluator returns an evaluator for the engine's active bundle.
 func NewEvaluator(engine *bundles.Engine, opts ...Option) *Evaluator {
 	e := &Evaluator{engine: engine, now: time.Now}
@@ -48,13 +54,27 @@ func NewEvaluator(engine *bundles.Engine, opts ...Option) *Evaluator {
 
 // Evaluate decides one request (or one message of a batch).
 func (e *Evaluator) Evaluate(ctx context.Context, in *extauthz.PolicyInput) (extauthz.PolicyResult, error) {
+	if e.shadow == nil {
+		res, _, err := e.evaluate(ctx, in, e.now())
+		return res, err
+	}
+	now := e.now()
+	res, t, err := e.evaluate(ctx, in, now)
+	if res.Revision != "" { // a bundle was active
+		e.shadow.offer(in, now, t, err == nil && res.Decision.Allowed, res.Revision)
+	}
+	return res, err
+}
+
+// evaluate decides in at now; it returns the policy's raw result too, or
+// nil when there is none.
+func (e *Evaluator) evaluate(ctx context.Context, in *extauthz.PolicyInput, now time.Time) (extauthz.PolicyResult, *ast.Term, error) {
 	res := extauthz.PolicyResult{Path: e.engine.Path()}
 	snap := e.engine.Active()
 	if snap == nil {
-		return res, bundles.ErrNoBundle
+		return res, nil, bundles.ErrNoBundle
 	}
 	res.Revision = snap.Revision
-	now := e.now()
 	use := snap.InputUse()
 	if e.fullInput {
 		use = bundles.AllInput
@@ -74,16 +94,16 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *extauthz.PolicyInput) (ext
 				res.Result = termDoc{c.result}
 			}
 			res.Decision = c.decision
-			return res, nil
+			return res, c.result, nil
 		}
 	}
 
 	t, err := snap.Eval(ctx, buildInput(in, use, now), now)
 	switch {
 	case errors.Is(err, bundles.ErrUndefined):
-		return res, fmt.Errorf("%w at %s", extauthz.ErrPolicyUndefined, res.Path)
+		return res, nil, fmt.Errorf("%w at %s", extauthz.ErrPolicyUndefined, res.Path)
 	case err != nil:
-		return res, err
+		return res, nil, err
 	}
 	if in.Record {
 		res.Result = termDoc{t}
@@ -92,7 +112,10 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *extauthz.PolicyInput) (ext
 	if err == nil && key != nil {
 		snap.Remember(*key, &cached{result: t, decision: clip(res.Decision)})
 	}
-	return res, err
+	if err != nil {
+		return res, nil, err
+	}
+	return res, t, nil
 }
 
 // cached is a remembered decision. It is shared by every request with the

@@ -1,0 +1,112 @@
+package bundles_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/bundles"
+)
+
+const roleTests = `package mcpauthz.authz_test
+
+import data.mcpauthz.authz
+
+test_member_allowed if authz.decision.allowed with input as {"role": "member"}
+
+test_viewer_denied if not authz.decision.allowed with input as {"role": "viewer"}
+`
+
+// A data change that breaks the bundle's own expectations: viewers allowed.
+const roleDataBroken = `{"roles": {"allowed": ["admin", "member", "viewer"]}}`
+
+func TestEngineRunsBundleTests(t *testing.T) {
+	ctx := context.Background()
+	good := loadFS(t, map[string]string{"authz.rego": roleRego, "data.json": roleData, "authz_test.rego": roleTests})
+	broken := loadFS(t, map[string]string{"authz.rego": roleRego, "data.json": roleDataBroken, "authz_test.rego": roleTests})
+	untested := loadFS(t, map[string]string{"authz.rego": roleRego, "data.json": roleDataBroken})
+
+	e := newEngine(t)
+	if err := e.Activate(ctx, good, "good"); err != nil {
+		t.Fatalf("a bundle whose tests pass: %v", err)
+	}
+	err := e.Activate(ctx, broken, "broken")
+	if !errors.Is(err, bundles.ErrTestsFailed) {
+		t.Fatalf("a bundle whose tests fail: %v, want ErrTestsFailed", err)
+	}
+	if !strings.Contains(err.Error(), "1 of 2 fail") || !strings.Contains(err.Error(), "test_viewer_denied") {
+		t.Errorf("error does not name the failing test: %v", err)
+	}
+	st := e.Status()
+	if st.Source != "good" || st.Failures != 1 || !strings.Contains(st.LastError, "test_viewer_denied") {
+		t.Errorf("status after the rejected bundle: %+v", st)
+	}
+	if got := decide(t, e, map[string]any{"role": "viewer"}); got != `{"allowed": false, "http_status": 403}` {
+		t.Errorf("the rejected bundle decides: viewer = %s", got)
+	}
+
+	// Tests are the bundle's own: one without tests activates.
+	if err := e.Activate(ctx, untested, "untested"); err != nil {
+		t.Fatalf("a bundle without tests: %v", err)
+	}
+
+	off, err := bundles.NewEngine(bundles.DefaultDecisionPath, bundles.WithBundleTests(false, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := off.Activate(ctx, broken, "broken"); err != nil {
+		t.Fatalf("with tests off, the bundle activates: %v", err)
+	}
+}
+
+func TestBundleTestReport(t *testing.T) {
+	ctx := context.Background()
+	b := loadFS(t, map[string]string{"authz.rego": roleRego, "data.json": roleData, "authz_test.rego": roleTests + `
+test_wrong if authz.decision.allowed with input as {"role": "guest"}
+
+test_errors if {
+	x := to_number("not a number")
+	x > 0
+}
+
+todo_test_later if false
+`})
+	report, err := bundles.Test(ctx, b, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Passed != 2 || report.Failed != 1 || report.Errs != 1 || report.Skips != 1 || report.OK() {
+		t.Fatalf("report: %+v", report)
+	}
+	for _, r := range report.Results {
+		want := strings.HasSuffix(r.Name, ".test_wrong") || strings.HasSuffix(r.Name, ".test_errors")
+		if r.Failed() != want {
+			t.Errorf("%s: failed = %v", r.Name, r.Failed())
+		}
+		if r.Location == "" || !strings.HasPrefix(r.Name, "data.mcpauthz.authz_test.") {
+			t.Errorf("result %+v lacks a name or location", r)
+		}
+	}
+	if err := report.Err(); !errors.Is(err, bundles.ErrTestsFailed) || !strings.Contains(err.Error(), "2 of 4 fail") {
+		t.Errorf("Err() = %v", err)
+	}
+}
+
+// TestRefHeadTests: tests written as ref heads (a.test_x) are found too.
+func TestRefHeadTests(t *testing.T) {
+	b := loadFS(t, map[string]string{"authz.rego": roleRego, "data.json": roleData, "authz_test.rego": `package mcpauthz.authz_test
+
+import data.mcpauthz.authz
+
+cases.test_guest_denied if not authz.decision.allowed with input as {"role": "member"}
+`})
+	report, err := bundles.Test(context.Background(), b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Failed != 1 || report.OK() {
+		t.Fatalf("report %+v: the ref-head test was not run", report)
+	}
+}
