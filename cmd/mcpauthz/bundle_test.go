@@ -225,6 +225,7 @@ func TestSidecarVerifiesBundle(t *testing.T) {
 	config := func(bundle string, v VerificationConfig) Config {
 		cfg := Defaults()
 		cfg.GRPC.Addr = "127.0.0.1:0"
+		cfg.Admin.Addr = ""
 		cfg.HTTP.Addr = ""
 		cfg.Policy.Bundle = bundle
 		cfg.Policy.Watch = false
@@ -277,7 +278,7 @@ func TestSidecarVerifiesBundle(t *testing.T) {
 		t.Fatalf("revision %q", rev)
 	}
 	copyFile(t, unsigned, live) // as a SIGHUP reload would find it
-	if err := s.loadPolicy(ctx); !errors.Is(err, bundles.ErrSignature) {
+	if err := s.source.Load(ctx); !errors.Is(err, bundles.ErrSignature) {
 		t.Fatalf("reload of an unsigned bundle: %v, want ErrSignature", err)
 	}
 	if st := s.engine.Status(); st.Revision != "r1" || st.Failures != 1 {

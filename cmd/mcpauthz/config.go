@@ -30,6 +30,7 @@ import (
 type Config struct {
 	GRPC        GRPCConfig        `yaml:"grpc"`
 	HTTP        HTTPConfig        `yaml:"http"`
+	Admin       AdminConfig       `yaml:"admin"`
 	Policy      PolicyConfig      `yaml:"policy"`
 	MCP         MCPConfig         `yaml:"mcp"`
 	Headers     HeadersConfig     `yaml:"headers"`
@@ -80,6 +81,12 @@ type HTTPConfig struct {
 	TLS            TLSConfig `yaml:"tls"`
 }
 
+// AdminConfig is the listener serving /healthz, /readyz and /metrics.
+type AdminConfig struct {
+	// Addr is the listen address; empty turns the listener off.
+	Addr string `yaml:"addr"`
+}
+
 // TLSConfig enables TLS on a listener; ClientCAFile enables mTLS.
 type TLSConfig struct {
 	CertFile     string `yaml:"cert_file"`
@@ -98,10 +105,14 @@ type PolicyConfig struct {
 	BundlePoll Duration `yaml:"bundle_poll"`
 	// BundleTokenFile holds a bearer token sent to the bundle server.
 	BundleTokenFile string `yaml:"bundle_token_file"`
+	DecisionPath    string `yaml:"decision_path"`
 	// Watch reloads a bundle directory or file when it changes.
-	DecisionPath string   `yaml:"decision_path"`
-	Watch        bool     `yaml:"watch"`
-	Timeout      Duration `yaml:"timeout"`
+	Watch   bool     `yaml:"watch"`
+	Timeout Duration `yaml:"timeout"`
+	// SkipTests activates bundles without running their own Rego tests;
+	// by default a bundle whose tests fail is rejected like one that does
+	// not compile.
+	SkipTests bool `yaml:"skip_tests"`
 	// FullInput builds the whole input for every decision rather than the
 	// parts the policy reads (slower; for debugging).
 	FullInput bool `yaml:"full_input"`
@@ -112,11 +123,27 @@ type PolicyConfig struct {
 	// signature (`mcpauthz bundle sign`); the embedded bundle is part of
 	// the binary and is not verified.
 	Verification VerificationConfig `yaml:"verification"`
+	// Shadow evaluates a candidate bundle beside the active one.
+	Shadow ShadowConfig `yaml:"shadow"`
 }
 
-// remote reports whether Bundle names a bundle server.
-func (p PolicyConfig) remote() bool {
-	b := strings.ToLower(p.Bundle)
+// ShadowConfig is a candidate bundle evaluated on live traffic beside the
+// active one, without affecting any answer: decisions it would change are
+// counted (metrics, /readyz) and logged. It is read like policy.bundle,
+// with the same watch, polling, token and signature settings.
+type ShadowConfig struct {
+	// Bundle is a directory, a .tar.gz or an http(s) URL; empty: no shadow.
+	Bundle string `yaml:"bundle"`
+	// Queue is how many decisions may wait for the candidate; beyond it
+	// decisions are not shadowed (and counted as dropped).
+	Queue int `yaml:"queue"`
+	// LogPerSecond caps the lines logging changed decisions.
+	LogPerSecond float64 `yaml:"log_per_second"`
+}
+
+// isURL reports whether a bundle location names a bundle server.
+func isURL(location string) bool {
+	b := strings.ToLower(location)
 	return strings.HasPrefix(b, "http://") || strings.HasPrefix(b, "https://")
 }
 
@@ -273,6 +300,9 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // DefaultGCPercent is the garbage collector setting unless configured.
 const DefaultGCPercent = 400
 
+// DefaultAdminAddr is where /healthz, /readyz and /metrics are served.
+const DefaultAdminAddr = ":9194"
+
 // Defaults returns the configuration used where nothing else is set.
 func Defaults() Config {
 	return Config{
@@ -282,12 +312,14 @@ func Defaults() Config {
 			TrustedProxies: []string{"127.0.0.1/32", "::1/128"},
 			MaxBodyBytes:   1 << 20,
 		},
+		Admin: AdminConfig{Addr: DefaultAdminAddr},
 		Policy: PolicyConfig{
 			DecisionPath:  bundles.DefaultDecisionPath,
 			BundlePoll:    Duration(bundles.DefaultPollInterval),
 			Watch:         true,
 			Timeout:       Duration(extauthz.DefaultTimeout),
 			DecisionCache: bundles.DefaultDecisionCacheSize,
+			Shadow:        ShadowConfig{Queue: 1024, LogPerSecond: 10},
 		},
 		MCP:         MCPConfig{Paths: slices.Clone(extauthz.DefaultMCPPaths)},
 		Headers:     HeadersConfig(extauthz.DefaultIdentityHeaders),
@@ -413,6 +445,12 @@ func setField(f reflect.Value, s string) error {
 			return err
 		}
 		f.SetInt(n)
+	case reflect.Float64:
+		n, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		f.SetFloat(n)
 	case reflect.Uint8, reflect.Uint32:
 		n, err := strconv.ParseUint(s, 10, f.Type().Bits())
 		if err != nil {
@@ -432,6 +470,11 @@ func (c *Config) Validate() error {
 
 	if err := checkAddr(c.GRPC.Addr); err != nil {
 		bad("grpc.addr: %v", err)
+	}
+	if c.Admin.Addr != "" {
+		if err := checkAddr(c.Admin.Addr); err != nil {
+			bad("admin.addr: %v", err)
+		}
 	}
 	if c.HTTP.Addr != "" {
 		if err := checkAddr(c.HTTP.Addr); err != nil {
@@ -458,23 +501,33 @@ func (c *Config) Validate() error {
 	if _, err := bundles.ParseDecisionPath(c.Policy.DecisionPath); err != nil {
 		bad("policy.decision_path: %v", err)
 	}
-	if c.Policy.remote() {
-		// The URL may carry a secret: errors do not quote it.
-		if u, err := url.Parse(c.Policy.Bundle); err != nil || u.Host == "" {
-			bad("policy.bundle: not a valid http(s) URL")
-		}
-		if c.Policy.BundleTokenFile != "" {
-			if _, err := c.Policy.remoteOptions(); err != nil {
-				bad("%v", err)
+	checkBundle := func(name, location string) {
+		switch {
+		case isURL(location):
+			// The URL may carry a secret: errors do not quote it.
+			if u, err := url.Parse(location); err != nil || u.Host == "" {
+				bad("%s: not a valid http(s) URL", name)
+			}
+		case location != "":
+			if _, err := os.Stat(location); err != nil {
+				bad("%s: %v", name, err)
 			}
 		}
-	} else if c.Policy.Bundle != "" {
-		if _, err := os.Stat(c.Policy.Bundle); err != nil {
-			bad("policy.bundle: %v", err)
+	}
+	checkBundle("policy.bundle", c.Policy.Bundle)
+	checkBundle("policy.shadow.bundle", c.Policy.Shadow.Bundle)
+	if c.Policy.BundleTokenFile != "" {
+		if !isURL(c.Policy.Bundle) && !isURL(c.Policy.Shadow.Bundle) {
+			bad("policy.bundle_token_file: neither policy.bundle nor policy.shadow.bundle is an http(s) URL")
+		} else if _, err := c.Policy.remoteOptions(); err != nil {
+			bad("%v", err)
 		}
 	}
-	if c.Policy.BundleTokenFile != "" && !c.Policy.remote() {
-		bad("policy.bundle_token_file: policy.bundle is not an http(s) URL")
+	if q := c.Policy.Shadow.Queue; q < 1 || q > 1<<20 {
+		bad("policy.shadow.queue: %d is outside [1, 1048576]", q)
+	}
+	if r := c.Policy.Shadow.LogPerSecond; r <= 0 || r > 10000 {
+		bad("policy.shadow.log_per_second: %g is outside (0, 10000]", r)
 	}
 	if p := time.Duration(c.Policy.BundlePoll); p < time.Second || p > 24*time.Hour {
 		bad("policy.bundle_poll: %s is outside [1s, 24h]", p)

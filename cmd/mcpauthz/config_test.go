@@ -196,7 +196,7 @@ func TestRunCommands(t *testing.T) {
 		{name: "fail/unknown flag", args: []string{"serve", "--nope"}, code: 2, stderr: "flag provided but not defined"},
 		{name: "fail/stray argument", args: []string{"serve", "extra"}, code: 2, stderr: `unexpected argument "extra"`},
 		{name: "fail/invalid configuration", args: []string{"serve", "--grpc-addr", "bad"}, code: 1, stderr: "invalid configuration"},
-		{name: "fail/broken bundle", args: []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "off", "--bundle", brokenBundle(t)},
+		{name: "fail/broken bundle", args: []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "off", "--admin-addr", "off", "--bundle", brokenBundle(t)},
 			code: 1, stderr: "loading the policy bundle"},
 	}
 	for _, tt := range tests {

@@ -326,7 +326,10 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 			credentials.WithRevocationLogger(s.log),
 			// gRPC health reports the events under their own name: lost,
 			// the sidecar is degraded (caches on the short age), not down.
-			credentials.WithLiveness(func(live bool) { s.grpc.SetComponentServing(revocationsHealth, live) }))
+			credentials.WithLiveness(func(live bool) {
+				s.revocationsLive.Store(live)
+				s.grpc.SetComponentServing(revocationsHealth, live)
+			}))
 		freshness.f = r
 		s.background = append(s.background, r.Run)
 		s.listensForRevocations = true

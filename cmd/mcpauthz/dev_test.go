@@ -23,7 +23,7 @@ func startDev(t *testing.T, data string) *devRun {
 	r := &devRun{stdout: &syncBuffer{}}
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"dev", "-data", data, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0",
+		code <- run(ctx, []string{"dev", "-data", data, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
 			"-identity-addr", "127.0.0.1:0", "-decision-log", "off"}, nil, r.stdout, io.Discard)
 	}()
 	r.stop = func() int { cancel(); return <-code }

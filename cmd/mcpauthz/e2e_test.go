@@ -46,6 +46,9 @@ func (s *syncBuffer) String() string {
 // shuts it down and reports Run's error.
 func startSidecar(t *testing.T, cfg Config, stdout io.Writer) (*sidecar, func() error) {
 	t.Helper()
+	if cfg.Admin.Addr == DefaultAdminAddr {
+		cfg.Admin.Addr = "127.0.0.1:0" // tests may run side by side
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +80,7 @@ func startSidecar(t *testing.T, cfg Config, stdout io.Writer) (*sidecar, func() 
 func loopback(cfg Config) Config {
 	cfg.GRPC.Addr = "127.0.0.1:0"
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.Admin.Addr = "127.0.0.1:0"
 	return cfg
 }
 

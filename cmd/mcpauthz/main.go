@@ -100,7 +100,7 @@ var errUsage = errors.New("usage")
 // flags are the command-line overrides common to serve and dev, and the
 // identity store's (-store) for migrate and audit.
 type flags struct {
-	config, grpcAddr, httpAddr, bundle, decisionPath, logLevel, decisionLog, store, identityAddr, data string
+	config, grpcAddr, httpAddr, adminAddr, bundle, decisionPath, logLevel, decisionLog, store, identityAddr, data string
 }
 
 func parseFlags(name string, args []string, stderr io.Writer, dev bool) (*flags, *flag.FlagSet, error) {
@@ -115,6 +115,7 @@ func parseFlags(name string, args []string, stderr io.Writer, dev bool) (*flags,
 	}
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "", "ext_authz gRPC listen `address` (grpc.addr)")
 	fs.StringVar(&f.httpAddr, "http-addr", "", "forward-auth HTTP listen `address`, \"off\" to disable (http.addr)")
+	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin listen `address` for /healthz, /readyz and /metrics, \"off\" to disable (admin.addr)")
 	fs.StringVar(&f.bundle, "bundle", "", "policy bundle `directory or .tar.gz` (policy.bundle; default: embedded)")
 	fs.StringVar(&f.decisionPath, "decision-path", "", "policy decision `path` (policy.decision_path)")
 	fs.StringVar(&f.logLevel, "log-level", "", "log `level`: debug, info, warn, error (log.level)")
@@ -142,6 +143,11 @@ func (f *flags) apply(cfg *Config, fs *flag.FlagSet) {
 			cfg.HTTP.Addr = f.httpAddr
 			if f.httpAddr == "off" {
 				cfg.HTTP.Addr = ""
+			}
+		case "admin-addr":
+			cfg.Admin.Addr = f.adminAddr
+			if f.adminAddr == "off" {
+				cfg.Admin.Addr = ""
 			}
 		case "bundle":
 			cfg.Policy.Bundle = f.bundle
@@ -202,8 +208,15 @@ func runServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return err
 	}
 	log.Info("mcpauthz serving", "version", version, "grpc", s.grpc.Addr().String(),
-		"http", httpAddr(s), "policy", s.engine.Status().Source, "revision", s.engine.Status().Revision)
+		"http", httpAddr(s), "admin", adminAddr(s), "policy", s.engine.Status().Source, "revision", s.engine.Status().Revision)
 	return s.Run(ctx)
+}
+
+func adminAddr(s *sidecar) string {
+	if s.adminLis == nil {
+		return "off"
+	}
+	return s.adminLis.Addr().String()
 }
 
 func httpAddr(s *sidecar) string {

@@ -71,6 +71,7 @@ func TestSidecarRemoteBundle(t *testing.T) {
 	config := func(f func(*PolicyConfig)) Config {
 		cfg := Defaults()
 		cfg.GRPC.Addr = "127.0.0.1:0"
+		cfg.Admin.Addr = ""
 		cfg.HTTP.Addr = ""
 		cfg.Policy.Bundle = url
 		cfg.Policy.BundleTokenFile = tokenFile
@@ -88,7 +89,7 @@ func TestSidecarRemoteBundle(t *testing.T) {
 		{"ok/url without token", config(func(p *PolicyConfig) { p.BundleTokenFile = "" }), ""},
 		{"fail/url without host", config(func(p *PolicyConfig) { p.Bundle = "https:///b.tar.gz?secret=1" }), "policy.bundle: not a valid"},
 		{"fail/missing token file", config(func(p *PolicyConfig) { p.BundleTokenFile = filepath.Join(dir, "nope") }), "policy.bundle_token_file"},
-		{"fail/token for a file bundle", config(func(p *PolicyConfig) { p.Bundle = tokenFile }), "policy.bundle_token_file: policy.bundle is not"},
+		{"fail/token for a file bundle", config(func(p *PolicyConfig) { p.Bundle = tokenFile }), "policy.bundle_token_file: neither policy.bundle nor policy.shadow.bundle"},
 		{"fail/poll too often", config(func(p *PolicyConfig) { p.BundlePoll = Duration(time.Millisecond) }), "policy.bundle_poll"},
 	}
 	for _, tt := range validate {
@@ -119,13 +120,13 @@ func TestSidecarRemoteBundle(t *testing.T) {
 	if st := s.engine.Status(); st.Revision != "remote-1" || st.Source != url {
 		t.Fatalf("engine status %+v", st)
 	}
-	if s.watcher != nil {
+	if s.source.watcher != nil {
 		t.Fatal("a bundle URL has a file watcher")
 	}
 	// Run polls at once: the bundle is current.
-	for deadline := time.Now().Add(5 * time.Second); s.remote.Status().NotModified == 0; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); s.source.remote.Status().NotModified == 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("Run did not poll: %+v", s.remote.Status())
+			t.Fatalf("Run did not poll: %+v", s.source.remote.Status())
 		}
 	}
 
@@ -133,13 +134,13 @@ func TestSidecarRemoteBundle(t *testing.T) {
 	mu.Lock()
 	failing = true
 	mu.Unlock()
-	if err := s.loadPolicy(ctx); !errors.Is(err, bundles.ErrBundleServer) {
+	if err := s.source.Load(ctx); !errors.Is(err, bundles.ErrBundleServer) {
 		t.Fatalf("reload from a failing server: %v", err)
 	}
 	mu.Lock()
 	failing, body, etag = false, archive("remote-2"), `"2"`
 	mu.Unlock()
-	if err := s.loadPolicy(ctx); err != nil {
+	if err := s.source.Load(ctx); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	if st := s.engine.Status(); st.Revision != "remote-2" || st.Activations != 2 {

@@ -115,7 +115,7 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 	idEnv := append(append([]string{}, env...), "MCPAUTHZ_IDENTITY_REDIS_PREFIX="+prefix)
 	id := start(t, []string{"identity", "-addr", "127.0.0.1:0"}, idEnv)
 	api := "http://" + id.logged(t, `"msg":"mcpauthz identity serving".*"addr":"([^"]+)"`)
-	side := start(t, []string{"serve", "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-decision-log", "off"}, env)
+	side := start(t, []string{"serve", "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-decision-log", "off"}, env)
 	sidecar := "http://" + side.logged(t, `"msg":"mcpauthz serving".*"http":"([^"]+)"`) + "/mcp"
 	side.logged(t, `(revocation events live)`)
 	// gRPC health names the events apart; live, they are SERVING.

@@ -13,10 +13,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/bundle"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
@@ -28,7 +28,6 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/mcp"
-	"github.com/mcpauthz/mcpauthz/policies"
 )
 
 // shutdownTimeout bounds the graceful stop of each listener.
@@ -40,13 +39,15 @@ type sidecar struct {
 	cfg       Config
 	log       *slog.Logger
 	engine    *bundles.Engine
-	watcher   *bundles.Watcher
-	remote    *bundles.Remote      // polls policy.bundle when it is a URL
-	load      []bundles.LoadOption // how the configured bundle is read
+	source    *policySource  // keeps engine's bundle current
+	shadow    *policy.Shadow // evaluates policy.shadow.bundle, when set
+	shadowSrc *policySource
 	authz     *extauthz.Authorizer
 	grpc      *envoygrpc.Listener
 	http      *http.Server
 	httpLis   net.Listener
+	admin     *http.Server // /healthz, /readyz, /metrics
+	adminLis  net.Listener
 	decisions *decisionlog.Logger
 	closers   []io.Closer
 
@@ -56,6 +57,7 @@ type sidecar struct {
 	resource *extauthz.ProtectedResource
 
 	listensForRevocations bool
+	revocationsLive       atomic.Bool // the revocation events arrive
 	uploader              *decisionlog.Uploader
 	background            []func(context.Context) error
 }
@@ -71,39 +73,27 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		}
 	}()
 
-	s.engine, err = bundles.NewEngine(cfg.Policy.DecisionPath,
-		bundles.WithEngineLogger(log), bundles.WithDecisionCache(cfg.Policy.DecisionCache))
-	if err != nil {
+	engineOpts := []bundles.EngineOption{
+		bundles.WithEngineLogger(log),
+		bundles.WithDecisionCache(cfg.Policy.DecisionCache),
+		bundles.WithBundleTests(!cfg.Policy.SkipTests, 0),
+	}
+	if s.engine, err = bundles.NewEngine(cfg.Policy.DecisionPath, engineOpts...); err != nil {
 		return nil, err
 	}
-	verify, err := cfg.Policy.Verification.verification()
-	if err != nil {
-		return nil, fmt.Errorf("policy.verification: %w", err)
+	if s.source, err = newPolicySource(s.engine, cfg.Policy.Bundle, cfg.Policy, log); err != nil {
+		return nil, fmt.Errorf("policy.bundle: %w", err)
 	}
-	if verify != nil {
-		s.load = append(s.load, bundles.WithVerification(verify))
-	}
-	if cfg.Policy.remote() {
-		ropts, err := cfg.Policy.remoteOptions()
-		if err != nil {
-			return nil, err
-		}
-		ropts = append(ropts, bundles.WithRemoteLoadOptions(s.load...), bundles.WithRemoteLogger(log))
-		if s.remote, err = bundles.NewRemote(s.engine, cfg.Policy.Bundle, ropts...); err != nil {
-			return nil, fmt.Errorf("policy.bundle: %w", err)
-		}
-		// loadPolicy fetches once, so the sidecar never serves without a
-		// policy; Run polls from then on.
-		s.background = append(s.background, s.remote.Run)
-	} else if cfg.Policy.Bundle != "" && cfg.Policy.Watch {
-		// Watch before the first load, so no change slips between them.
-		if s.watcher, err = bundles.NewWatcher(s.engine, cfg.Policy.Bundle, 0, log, s.load...); err != nil {
-			return nil, err
-		}
-		s.closers = append(s.closers, s.watcher)
-	}
-	if err := s.loadPolicy(ctx); err != nil {
+	s.closers = append(s.closers, s.source)
+	// The first load happens now, so the sidecar never serves without a
+	// policy; Run keeps it current from then on.
+	if err := s.source.Load(ctx); err != nil {
 		return nil, fmt.Errorf("loading the policy bundle: %w", err)
+	}
+	if cfg.Policy.Shadow.Bundle != "" {
+		if err := s.buildShadow(ctx, engineOpts); err != nil {
+			return nil, err
+		}
 	}
 
 	ids, err := extauthz.NewDecisionIDs(rand.Reader)
@@ -156,7 +146,11 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		}
 		aopts = append(aopts, extauthz.WithDecisionLogger(s.decisions))
 	}
-	evaluator := policy.NewEvaluator(s.engine, policy.WithFullInput(cfg.Policy.FullInput))
+	popts := []policy.Option{policy.WithFullInput(cfg.Policy.FullInput)}
+	if s.shadow != nil {
+		popts = append(popts, policy.WithShadow(s.shadow))
+	}
+	evaluator := policy.NewEvaluator(s.engine, popts...)
 	s.authz = extauthz.NewAuthorizer(evaluator, ids.Next, aopts...)
 
 	grpcTLS, err := serverTLS(cfg.GRPC.TLS)
@@ -182,21 +176,50 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 			return nil, err
 		}
 	}
+	if cfg.Admin.Addr != "" {
+		if err := s.buildAdmin(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
-// loadPolicy activates the configured bundle, verifying its signature when
-// policy.verification is set, or the embedded one, which is trusted as part
-// of the binary. A bundle URL is fetched now.
-func (s *sidecar) loadPolicy(ctx context.Context) error {
-	if s.remote != nil {
-		return s.remote.Fetch(ctx)
+// buildShadow loads the candidate bundle into an engine of its own. A
+// candidate that does not load is logged and retried like a reload: the
+// sidecar serves either way, since the candidate never decides.
+func (s *sidecar) buildShadow(ctx context.Context, engineOpts []bundles.EngineOption) error {
+	cfg := s.cfg.Policy.Shadow
+	log := s.log.With(slog.String("policy", "shadow"))
+	engine, err := bundles.NewEngine(s.cfg.Policy.DecisionPath, append(engineOpts, bundles.WithEngineLogger(log))...)
+	if err != nil {
+		return err
 	}
-	if s.cfg.Policy.Bundle == "" {
-		return s.engine.Load(ctx, "embedded", func() (*bundle.Bundle, error) { return bundles.LoadFS(policies.FS()) })
+	if s.shadowSrc, err = newPolicySource(engine, cfg.Bundle, s.cfg.Policy, log); err != nil {
+		return fmt.Errorf("policy.shadow.bundle: %w", err)
 	}
-	path := s.cfg.Policy.Bundle
-	return s.engine.Load(ctx, path, func() (*bundle.Bundle, error) { return bundles.LoadPath(path, s.load...) })
+	s.closers = append(s.closers, s.shadowSrc)
+	if err := s.shadowSrc.Load(ctx); err != nil {
+		log.Error("the shadow bundle did not load; no decision is shadowed until it does", slog.Any("error", err))
+	}
+	s.shadow = policy.NewShadow(engine, policy.ShadowOptions{
+		Queue:        cfg.Queue,
+		LogPerSecond: cfg.LogPerSecond,
+		Logger:       log,
+	})
+	s.background = append(s.background, s.shadowSrc.Run, s.shadow.Run)
+	return nil
+}
+
+// reload loads the active and the candidate bundle again (SIGHUP).
+func (s *sidecar) reload(ctx context.Context) {
+	if err := s.source.Load(ctx); err != nil {
+		s.log.Error("policy reload rejected; the active policy stays in force", slog.Any("error", err))
+	}
+	if s.shadowSrc != nil {
+		if err := s.shadowSrc.Load(ctx); err != nil {
+			s.log.Error("shadow policy reload rejected; the candidate stays", slog.Any("error", err))
+		}
+	}
 }
 
 func (s *sidecar) decisionLogWriter(stdout io.Writer) (io.Writer, error) {
@@ -254,6 +277,24 @@ func (s *sidecar) buildHTTP() error {
 	return nil
 }
 
+func (s *sidecar) buildAdmin() error {
+	s.admin = &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	var err error
+	if s.adminLis, err = net.Listen("tcp", s.cfg.Admin.Addr); err != nil {
+		return fmt.Errorf("admin.addr: %w", err)
+	}
+	s.closers = append(s.closers, s.adminLis)
+	return nil
+}
+
 func (s *sidecar) close() {
 	for _, c := range s.closers {
 		c.Close()
@@ -270,9 +311,10 @@ func (s *sidecar) Run(ctx context.Context) error {
 	if s.http != nil {
 		g.Go(func() error { return s.runHTTP(ctx) })
 	}
-	if s.watcher != nil {
-		g.Go(func() error { return s.watcher.Run(ctx) })
+	if s.admin != nil {
+		g.Go(func() error { return serveHTTP(ctx, s.admin, s.adminLis, "admin server", s.log) })
 	}
+	g.Go(func() error { return s.source.Run(ctx) })
 	decisionsDone := make(chan struct{})
 	if s.decisions != nil {
 		// The decision log outlives the listeners so decisions made during
@@ -340,9 +382,7 @@ func (s *sidecar) reloadOnHangup(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			if err := s.loadPolicy(ctx); err != nil {
-				s.log.Error("policy reload rejected; the active policy stays in force", slog.Any("error", err))
-			}
+			s.reload(ctx)
 		}
 	}
 }
