@@ -198,6 +198,7 @@ const devBanner = `mcpauthz dev — the ext_authz sidecar with the default polic
   Envoy ext_authz gRPC   {{grpc}}
   HTTP forward-auth      {{http}}
   Identity API           http://{{identity}}   (OpenAPI document: /openapi.json)
+  Health and metrics     http://{{admin}}/readyz, /metrics
   Data                   {{data}}
 
 {{bootstrap}}
@@ -237,6 +238,7 @@ func printDevBanner(w io.Writer, s *sidecar, id *identityServer, dataDir string,
 	r := []string{
 		"{{grpc}}", s.grpc.Addr().String(),
 		"{{http}}", httpAddr(s),
+		"{{admin}}", adminAddr(s),
 		"{{identity}}", id.Addr(),
 		"{{data}}", dataDir,
 		"{{revision}}", s.engine.Status().Revision,
