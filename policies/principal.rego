@@ -185,6 +185,17 @@ role_grants(p) if {
 	p in config.tenancy.cross_tenant[role]
 }
 
+# Platform permissions ("platform:…", such as platform:manage on the admin
+# routes) belong to no organization: a platform role grants them whichever
+# organization the request also names (an admin console sending its
+# x-org-id, a route's tenant context extension).
+role_grants(p) if {
+	cross_tenant
+	startswith(p, "platform:")
+	some role in platform_roles
+	p in config.roles[role]
+}
+
 # granted_permissions: those the credential does not narrow away.
 granted_permissions contains p if {
 	some p in role_granted

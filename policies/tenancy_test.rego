@@ -109,6 +109,21 @@ test_tenant_scoped_route_needs_a_tenant if {
 
 test_platform_route_needs_no_tenant if allowed(http(super_admin, "GET", "/api/v1/admin/users"))
 
+# Platform permissions are nobody's tenant: naming an organization beside
+# them changes nothing, for a platform admin of another organization too.
+test_platform_route_naming_a_tenant if {
+	allowed(with_headers(http(super_admin, "GET", "/api/v1/admin/users"), {"x-org-id": "globex"}))
+	owner_admin := object.union(platform_admin, {"tenant": "acme", "org_role": "owner", "roles": ["owner", "platform:admin"]})
+	allowed(with_headers(http(owner_admin, "POST", "/api/v1/admin/users/u-1/ban"), {"x-org-id": "globex"}))
+	allowed(with_extensions(http(owner_admin, "GET", "/api/v1/admin/users"), {"tenant": "globex"}))
+
+	# Still only platform roles: an owner of acme naming globex is refused.
+	denied(with_headers(http(session("owner"), "GET", "/api/v1/admin/users"), {"x-org-id": "globex"}), "tenant_mismatch", 403)
+
+	# And the other organization's permissions stay out of reach.
+	denied(with_headers(http(owner_admin, "POST", "/api/v1/orgs/globex/servers"), {"x-org-id": "globex"}), "permission_denied", 403)
+}
+
 # --- platform roles across tenants ---
 
 test_super_admin_reads_other_tenant_servers if {
