@@ -50,6 +50,7 @@ denial_order := [
 	"tool_denied",
 	"api_key_tool_denied",
 	"fresh_session_required",
+	"limit_misconfigured",
 ]
 
 # denial_status is the HTTP status of each reason (a denial's extras may
@@ -67,6 +68,7 @@ denial_status := {
 	"tool_denied": 403,
 	"api_key_tool_denied": 403,
 	"fresh_session_required": 401,
+	"limit_misconfigured": 500,
 }
 
 first_denial := [r | some r in denial_order; r in deny][0] if count(deny) > 0
@@ -135,6 +137,12 @@ protected_denials contains "api_key_tool_denied" if api_key_tool_denied
 protected_denials contains "fresh_session_required" if {
 	sensitive
 	not fresh
+}
+
+# A limit or quota the data asks for that cannot be built fails closed.
+protected_denials contains "limit_misconfigured" if {
+	authenticated
+	count(misconfigured_limits) > 0
 }
 
 # granted is the positive side: without it there is no allow even when no

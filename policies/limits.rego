@@ -31,7 +31,12 @@
 #   per "key"        key:<API key id>             e.g. key:k-7
 #   per "principal"  key:<id> for API keys, user:<id> for everyone else
 # A "user" definition does not apply to API keys and a "key" one applies
-# only to them; a "tenant" one needs a tenant.
+# only to them; a "tenant" one applies where the request acts in a tenant.
+#
+# A definition that applies but cannot be built (an unknown "per", a
+# principal without the id its key needs, a tier without a multiplier or
+# without a quota) denies the request as limit_misconfigured: a limit the
+# policy meant to set is never silently dropped.
 package mcpauthz.authz
 
 import data.mcpauthz.config
@@ -63,16 +68,18 @@ limit_definitions contains def if {
 	some def in config.limits.groups[group]
 }
 
-limits := [entry |
+limits := [limit_entry(def) |
 	some def in limit_definitions
-	entry := {
-		"name": def.name,
-		"key": rate_key(def),
-		"limit": floor(base_limit(def) * multiplier),
-		"window": def.window,
-		"cost": request_cost,
-	}
+	applies(def)
 ]
+
+limit_entry(def) := {
+	"name": def.name,
+	"key": rate_key(def),
+	"limit": floor(base_limit(def) * multiplier),
+	"window": def.window,
+	"cost": request_cost,
+}
 
 quota_definitions contains def if {
 	mcp_request
@@ -85,15 +92,54 @@ quota_definitions contains def if {
 	some def in config.quotas.groups[group]
 }
 
-quotas := [entry |
+quotas := [quota_entry(def) |
 	some def in quota_definitions
-	entry := {
-		"name": def.name,
-		"key": rate_key(def),
-		"limit": def.limit_by_tier[tier],
-		"period": def.period,
-	}
+	applies(def)
 ]
+
+quota_entry(def) := {
+	"name": def.name,
+	"key": rate_key(def),
+	"limit": def.limit_by_tier[tier],
+	"period": def.period,
+}
+
+# applies(def): whether def counts this request (see "Keys" above). A "per"
+# that is none of the four always applies, and then fails to build.
+applies(def) if {
+	def.per == "tenant"
+	target_tenant
+}
+
+applies(def) if {
+	def.per == "user"
+	not api_key
+}
+
+applies(def) if {
+	def.per == "key"
+	api_key
+}
+
+applies(def) if def.per == "principal"
+
+applies(def) if not known_per(def)
+
+known_per(def) if def.per in {"tenant", "user", "key", "principal"}
+
+# misconfigured_limits names the definitions that apply but cannot be
+# built.
+misconfigured_limits contains def.name if {
+	some def in limit_definitions
+	applies(def)
+	not limit_entry(def)
+}
+
+misconfigured_limits contains def.name if {
+	some def in quota_definitions
+	applies(def)
+	not quota_entry(def)
+}
 
 # base_limit(def): the most generous limit_by_role of the principal's
 # roles, else def.limit, else 0 (a definition without a limit blocks rather

@@ -120,3 +120,46 @@ test_quota_tiers if {
 	authz.tier == "free" with input as mcp(object.remove(member, ["tier"]), method("ping"))
 	authz.tier == "pro" with input as mcp(member, method("ping"))
 }
+
+# --- definitions that cannot be built fail closed ---
+
+test_unknown_per_denies if {
+	defs := [{"name": "typo", "per": "tenent", "limit": 10, "window": "1s"}]
+	denied(mcp(member, method("tools/list")), "limit_misconfigured", 500) with data.mcpauthz.config.limits.all as defs
+	authz.misconfigured_limits == {"typo"} with input as mcp(member, method("tools/list")) with data.mcpauthz.config.limits.all as defs
+	no_per := [{"name": "no_per", "limit": 10, "window": "1s"}]
+	denied(mcp(member, method("tools/list")), "limit_misconfigured", 500) with data.mcpauthz.config.limits.all as no_per
+}
+
+test_missing_id_denies if {
+	key := api_key(["mcp:tools:list"])
+	anonymous_key := object.union(object.remove(key, ["api_key"]), {"api_key": object.remove(key.api_key, ["id"])})
+	denied(mcp(anonymous_key, method("tools/list")), "limit_misconfigured", 500)
+	nobody := object.remove(jwt, ["user_id", "subject"])
+	denied(mcp(nobody, method("tools/list")), "limit_misconfigured", 500)
+}
+
+test_tier_without_multiplier_denies if {
+	tiers := {"free": {}, "pro": {}, "enterprise": {}}
+	denied(mcp(member, method("tools/list")), "limit_misconfigured", 500) with data.mcpauthz.config.tiers as tiers
+}
+
+test_tier_without_quota_denies if {
+	quotas := [{"name": "monthly_requests", "per": "tenant", "bucket": "requests", "period": "month", "limit_by_tier": {"free": 100}}]
+	denied(mcp(member, call("echo")), "limit_misconfigured", 500) with data.mcpauthz.config.quotas.billable as quotas
+	allowed(mcp(object.remove(member, ["tier"]), call("echo"))) with data.mcpauthz.config.quotas.billable as quotas
+}
+
+# Definitions that do not apply are not errors: a user limit for an API
+# key, a key limit for a session, a tenant limit without a tenant.
+test_inapplicable_definitions_are_not_errors if {
+	defs := [
+		{"name": "per_user", "per": "user", "limit": 10, "window": "1s"},
+		{"name": "per_key", "per": "key", "limit": 10, "window": "1s"},
+		{"name": "per_tenant", "per": "tenant", "limit": 10, "window": "1s"},
+	]
+	limit_names(mcp(member, method("tools/list"))) == {"per_user", "per_tenant"} with data.mcpauthz.config.limits.all as defs
+	limit_names(mcp(api_key(["mcp:tools:list"]), method("tools/list"))) == {"per_key", "per_tenant"} with data.mcpauthz.config.limits.all as defs
+	admin := object.union(object.remove(member, ["tenant", "org_role", "tier"]), {"roles": ["platform:admin"]})
+	limit_names(http(admin, "GET", "/api/v1/admin/users")) == {"per_user", "platform_admin"} with data.mcpauthz.config.limits.all as defs
+}
