@@ -256,16 +256,8 @@ func (s *sidecar) buildHTTP() error {
 		DecisionIDHeader:  cmp.Or(s.cfg.Headers.DecisionID, "-"),
 		ProtectedResource: s.resource,
 	}, s.log)
-	s.http = &http.Server{
-		Handler:           handler,
-		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	s.http = newHTTPServer(handler, s.log)
+	s.http.TLSConfig = tlsCfg
 	s.httpLis, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("http.addr: %w", err)
@@ -277,16 +269,22 @@ func (s *sidecar) buildHTTP() error {
 	return nil
 }
 
-func (s *sidecar) buildAdmin() error {
-	s.admin = &http.Server{
-		Handler:           s.adminHandler(),
+// newHTTPServer returns a server for the sidecar's short requests: every
+// phase bounded, so a slow client cannot hold a connection.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+func (s *sidecar) buildAdmin() error {
+	s.admin = newHTTPServer(s.adminHandler(), s.log)
 	var err error
 	if s.adminLis, err = net.Listen("tcp", s.cfg.Admin.Addr); err != nil {
 		return fmt.Errorf("admin.addr: %w", err)
