@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
+	"github.com/mcpauthz/mcpauthz/policies"
 )
 
 const roleTests = `package mcpauthz.authz_test
@@ -108,5 +109,27 @@ cases.test_guest_denied if not authz.decision.allowed with input as {"role": "me
 	}
 	if report.Failed != 1 || report.OK() {
 		t.Fatalf("report %+v: the ref-head test was not run", report)
+	}
+}
+
+// BenchmarkActivateDefaultBundle is the cost of activating the embedded
+// bundle with and without running its Rego tests first.
+func BenchmarkActivateDefaultBundle(b *testing.B) {
+	bundle, err := bundles.LoadFS(policies.FS())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, run := range []bool{false, true} {
+		b.Run(map[bool]string{false: "without_tests", true: "with_tests"}[run], func(b *testing.B) {
+			e, err := bundles.NewEngine(bundles.DefaultDecisionPath, bundles.WithBundleTests(run, 0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := e.Activate(context.Background(), bundle, "embedded"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -75,3 +75,37 @@ func BenchmarkCheckToolsCall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkShadowOverhead is what a shadow adds to a decision on the
+// request path (building the candidate's input and queueing it), with the
+// candidate evaluated by a background goroutine; compare with "off".
+func BenchmarkShadowOverhead(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := loadEngine(b, rbacBundle, bundles.WithDecisionCache(0))
+			var opts []policy.Option
+			if on {
+				s := policy.NewShadow(loadEngine(b, rbacBundle), policy.ShadowOptions{Queue: 1 << 16})
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				go s.Run(ctx)
+				opts = append(opts, policy.WithShadow(s))
+			}
+			ids, _ := extauthz.NewDecisionIDs(rand.Reader)
+			a := extauthz.NewAuthorizer(policy.NewEvaluator(e, opts...), ids.Next, extauthz.WithTimeout(time.Minute))
+			req := toolsCallRequest()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := a.Check(ctx, req)
+				if err != nil || !d.Allowed {
+					b.Fatal(d, err)
+				}
+			}
+		})
+	}
+}
