@@ -1,0 +1,54 @@
+package quotas
+
+import "time"
+
+// GCRA is a limit's arithmetic, in nanoseconds: Interval is the time one
+// unit stands for (Window/Limit) and Tolerance how far ahead of now the
+// theoretical arrival time may run (Burst·Interval).
+type GCRA struct {
+	Interval  int64
+	Tolerance int64
+	Cost      int64
+	window    int64
+}
+
+// NewGCRA returns the arithmetic of l; a limit of 0 refuses everything.
+func NewGCRA(l Limit) GCRA {
+	burst, cost := l.Burst, l.Cost
+	if burst == 0 {
+		burst = l.Limit
+	}
+	if cost == 0 {
+		cost = 1
+	}
+	g := GCRA{Cost: cost, window: int64(l.Window)}
+	if l.Limit > 0 {
+		g.Interval = max(1, int64(l.Window)/l.Limit)
+		g.Tolerance = g.Interval * burst
+	}
+	return g
+}
+
+// Step decides one request at now against the theoretical arrival time tat
+// (0 for a key never seen). It returns the new tat, to be stored only if
+// the request is admitted by every limit, and the limit's state.
+func (g GCRA) Step(tat, now int64) (int64, LimitState) {
+	if g.Interval == 0 || g.Cost*g.Interval > g.Tolerance {
+		// Nothing, or never this much at once: wait a window and see.
+		return tat, LimitState{RetryAfter: time.Duration(g.window), Reset: time.Duration(max(0, tat-now))}
+	}
+	next := max(tat, now) + g.Cost*g.Interval
+	ahead := next - now
+	if ahead > g.Tolerance {
+		return tat, LimitState{
+			RetryAfter: time.Duration(ahead - g.Tolerance),
+			Remaining:  max(0, (g.Tolerance-(max(tat, now)-now))/g.Interval),
+			Reset:      time.Duration(max(0, tat-now)),
+		}
+	}
+	return next, LimitState{
+		Allowed:   true,
+		Remaining: (g.Tolerance - ahead) / g.Interval,
+		Reset:     time.Duration(ahead),
+	}
+}

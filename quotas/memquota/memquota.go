@@ -1,0 +1,243 @@
+// Package memquota is the in-process quotas.Limiter, for `mcpauthz dev`,
+// single-instance deployments and the fallback when Redis is unreachable:
+// the same GCRA and calendar arithmetic as the Redis limiter, with state in
+// a map whose idle keys are evicted.
+package memquota
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/quotas"
+)
+
+// DefaultMaxKeys bounds how many keys a Limiter holds.
+const DefaultMaxKeys = 1 << 20
+
+// Limiter is an in-process quotas.Limiter, safe for concurrent use.
+type Limiter struct {
+	now     func() time.Time
+	maxKeys int
+
+	mu     sync.Mutex
+	tats   map[string]int64       // limit key → theoretical arrival time, unix ns
+	counts map[quotaKey]*quotaUse // quota key and period → use
+	full   uint64                 // refusals because the limiter was full
+}
+
+type quotaKey struct{ key, period string }
+
+type quotaUse struct {
+	used int64
+	ends int64 // unix ns of the next period's start: after it the entry is idle
+}
+
+var _ quotas.Limiter = (*Limiter)(nil)
+
+// Option configures a Limiter.
+type Option func(*Limiter)
+
+// WithClock sets the clock (default time.Now).
+func WithClock(now func() time.Time) Option { return func(l *Limiter) { l.now = now } }
+
+// WithMaxKeys bounds the keys held (default DefaultMaxKeys). Idle keys
+// (a limit replenished, a quota of a past period) are evicted to make room;
+// when every key is active, requests with new keys are refused with
+// quotas.ErrFull rather than let through unlimited.
+func WithMaxKeys(n int) Option { return func(l *Limiter) { l.maxKeys = n } }
+
+// New returns an empty limiter.
+func New(opts ...Option) *Limiter {
+	l := &Limiter{now: time.Now, maxKeys: DefaultMaxKeys, tats: map[string]int64{}, counts: map[quotaKey]*quotaUse{}}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// Take checks every limit and quota of req and, if all admit it, takes
+// them.
+func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, error) {
+	if err := req.Validate(); err != nil {
+		return quotas.Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return quotas.Result{}, fmt.Errorf("%w: %w", quotas.ErrBackendUnavailable, err)
+	}
+	now := l.now()
+	ns := now.UnixNano()
+	res := quotas.Result{
+		Allowed: true,
+		Limits:  make([]quotas.LimitState, len(req.Limits)),
+		Quotas:  make([]quotas.QuotaState, len(req.Quotas)),
+	}
+	// Tentative state: a key named twice in one request is taken twice.
+	next := make(map[string]int64, len(req.Limits))
+	used := make(map[quotaKey]int64, len(req.Quotas))
+	qkeys := make([]quotaKey, len(req.Quotas))
+	ends := make([]int64, len(req.Quotas))
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, lim := range req.Limits {
+		tat, ok := next[lim.Key]
+		if !ok {
+			tat = l.tats[lim.Key]
+		}
+		t, st := quotas.NewGCRA(lim).Step(tat, ns)
+		res.Limits[i] = st
+		next[lim.Key] = t
+		if !st.Allowed {
+			res.Allowed = false
+			res.RetryAfter = max(res.RetryAfter, st.RetryAfter)
+		}
+	}
+	for i, q := range req.Quotas {
+		_, end, id := q.Period.Bounds(now, q.Location)
+		k := quotaKey{q.Key, id}
+		qkeys[i], ends[i] = k, end.UnixNano()
+		u, ok := used[k]
+		if !ok {
+			if e := l.counts[k]; e != nil {
+				u = e.used
+			}
+		}
+		st := quotas.QuotaState{Resets: end, Used: u, Remaining: max(0, q.Limit-u)}
+		if u < q.Limit {
+			st.Allowed = true
+			u++
+			st.Used, st.Remaining = u, q.Limit-u
+		} else {
+			res.Allowed = false
+			res.RetryAfter = max(res.RetryAfter, end.Sub(now))
+		}
+		used[k] = u
+		res.Quotas[i] = st
+	}
+	if !res.Allowed {
+		// Nothing is taken: report the limits as they stand.
+		for i := range res.Limits {
+			if res.Limits[i].Allowed {
+				res.Limits[i] = untaken(req.Limits[i], l.tats[req.Limits[i].Key], ns)
+			}
+		}
+		for i := range res.Quotas {
+			if res.Quotas[i].Allowed {
+				res.Quotas[i].Used--
+				res.Quotas[i].Remaining++
+			}
+		}
+		return res, nil
+	}
+	if !l.room(next, used, ns) {
+		l.full++
+		return quotas.Result{}, fmt.Errorf("%w: %d keys", quotas.ErrFull, len(l.tats)+len(l.counts))
+	}
+	for k, t := range next {
+		l.tats[k] = t
+	}
+	for i, k := range qkeys {
+		e := l.counts[k]
+		if e == nil {
+			e = &quotaUse{ends: ends[i]}
+			l.counts[k] = e
+		}
+		e.used = used[k]
+	}
+	return res, nil
+}
+
+// untaken is a limit's state when the request was refused elsewhere.
+func untaken(lim quotas.Limit, tat, now int64) quotas.LimitState {
+	g := quotas.NewGCRA(lim)
+	ahead := max(0, tat-now)
+	st := quotas.LimitState{Allowed: true, Reset: time.Duration(ahead)}
+	if g.Interval > 0 {
+		st.Remaining = max(0, (g.Tolerance-ahead)/g.Interval)
+	}
+	return st
+}
+
+// room makes sure the new keys fit, evicting idle ones if needed. It is
+// called with mu held.
+func (l *Limiter) room(next map[string]int64, used map[quotaKey]int64, now int64) bool {
+	fresh := 0
+	for k := range next {
+		if _, ok := l.tats[k]; !ok {
+			fresh++
+		}
+	}
+	for k := range used {
+		if _, ok := l.counts[k]; !ok {
+			fresh++
+		}
+	}
+	if len(l.tats)+len(l.counts)+fresh <= l.maxKeys {
+		return true
+	}
+	l.evict(now)
+	return len(l.tats)+len(l.counts)+fresh <= l.maxKeys
+}
+
+// evict drops idle keys: a limit whose arrival time has passed is as if
+// never seen, and a quota of a past period counts no more. Called with mu
+// held.
+func (l *Limiter) evict(now int64) int {
+	n := 0
+	for k, tat := range l.tats {
+		if tat <= now {
+			delete(l.tats, k)
+			n++
+		}
+	}
+	for k, e := range l.counts {
+		if e.ends <= now {
+			delete(l.counts, k)
+			n++
+		}
+	}
+	return n
+}
+
+// Run evicts idle keys every interval until ctx is done, so memory follows
+// the keys in use.
+func (l *Limiter) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			l.mu.Lock()
+			l.evict(l.now().UnixNano())
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Stats reports the keys held and the refusals for want of room.
+type Stats struct {
+	Limits, Quotas int
+	Full           uint64
+}
+
+// Stats returns the limiter's size.
+func (l *Limiter) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Stats{Limits: len(l.tats), Quotas: len(l.counts), Full: l.full}
+}
+
+// Usage returns a quota's use in the period holding now, for persisting.
+func (l *Limiter) Usage(key string, period quotas.Period, loc *time.Location) int64 {
+	_, _, id := period.Bounds(l.now(), loc)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.counts[quotaKey{key, id}]; e != nil {
+		return e.used
+	}
+	return 0
+}

@@ -1,0 +1,83 @@
+package memquota_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/internal/testclock"
+	"github.com/mcpauthz/mcpauthz/quotas"
+	"github.com/mcpauthz/mcpauthz/quotas/memquota"
+	"github.com/mcpauthz/mcpauthz/quotas/quotatest"
+)
+
+func TestContract(t *testing.T) {
+	quotatest.Run(t, func(t *testing.T) quotatest.Backend {
+		// One process, one state: every "instance" is the same limiter,
+		// reading the clock of the first.
+		var l *memquota.Limiter
+		return quotatest.Backend{Limiter: func(now func() time.Time) quotas.Limiter {
+			if l == nil {
+				l = memquota.New(memquota.WithClock(now))
+			}
+			return l
+		}}
+	})
+}
+
+// TestBoundedMemory: idle keys make room for new ones; active keys are
+// never dropped to make room, and new keys are refused instead.
+func TestBoundedMemory(t *testing.T) {
+	clock := testclock.New(quotatest.Start)
+	l := memquota.New(memquota.WithClock(clock.Now), memquota.WithMaxKeys(100))
+	ctx := context.Background()
+	take := func(key string) (quotas.Result, error) {
+		return l.Take(ctx, quotas.Request{Limits: []quotas.Limit{{Name: "r", Key: key, Limit: 1, Window: time.Second}}})
+	}
+	for i := range 100 {
+		if res, err := take(fmt.Sprintf("user:%d", i)); err != nil || !res.Allowed {
+			t.Fatalf("key %d: %+v %v", i, res, err)
+		}
+	}
+	if _, err := take("user:new"); !errors.Is(err, quotas.ErrFull) {
+		t.Fatalf("a new key with 100 active ones: %v, want ErrFull", err)
+	}
+	if res, err := take("user:7"); err != nil || res.Allowed {
+		t.Fatalf("an active key is still limited: %+v %v", res, err)
+	}
+	clock.Advance(time.Second) // every key is idle again
+	if res, err := take("user:new"); err != nil || !res.Allowed {
+		t.Fatalf("after the keys went idle: %+v %v", res, err)
+	}
+	if st := l.Stats(); st.Limits != 1 || st.Full != 1 {
+		t.Fatalf("stats %+v, want the idle keys evicted", st)
+	}
+}
+
+// BenchmarkTake takes three limits and a quota, as a tools/call under the
+// default policy does, over 1,000 tenants.
+func BenchmarkTake(b *testing.B) {
+	l := memquota.New()
+	ctx := context.Background()
+	reqs := make([]quotas.Request, 1000)
+	for i := range reqs {
+		reqs[i] = quotas.Request{
+			Limits: []quotas.Limit{
+				{Name: "user_requests", Key: fmt.Sprintf("user:u-%d", i), Limit: 600, Window: time.Minute},
+				{Name: "tenant_tool_calls", Key: fmt.Sprintf("tenant:org-%d:tools", i), Limit: 1e6, Window: 10 * time.Second},
+				{Name: "key_requests", Key: fmt.Sprintf("key:k-%d", i), Limit: 1e6, Window: time.Minute},
+			},
+			Quotas: []quotas.Quota{{Name: "monthly_requests", Key: fmt.Sprintf("tenant:org-%d:requests", i), Limit: 1e12, Period: quotas.Month}},
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := l.Take(ctx, reqs[i%len(reqs)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -1,0 +1,70 @@
+package quotas_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/quotas"
+)
+
+func TestPeriodBounds(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skip("no time zone data:", err)
+	}
+	tests := []struct {
+		name        string
+		period      quotas.Period
+		at          time.Time
+		loc         *time.Location
+		start, next time.Time
+		id          string
+	}{
+		{"ok/month in UTC", quotas.Month, time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC), nil,
+			time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), "2026-11"},
+		{"ok/december rolls the year", quotas.Month, time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC), time.UTC,
+			time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), "2026-12"},
+		{"ok/month follows the zone, not UTC", quotas.Month, time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC), ny,
+			time.Date(2026, 11, 1, 0, 0, 0, 0, ny), time.Date(2026, 12, 1, 0, 0, 0, 0, ny), "2026-11"},
+		{"ok/a day of 25 hours (DST ends)", quotas.Day, time.Date(2026, 11, 1, 12, 0, 0, 0, ny), ny,
+			time.Date(2026, 11, 1, 0, 0, 0, 0, ny), time.Date(2026, 11, 2, 0, 0, 0, 0, ny), "2026-11-01"},
+		{"ok/february of a leap year", quotas.Month, time.Date(2028, 2, 29, 12, 0, 0, 0, time.UTC), nil,
+			time.Date(2028, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2028, 3, 1, 0, 0, 0, 0, time.UTC), "2028-02"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start, next, id := tt.period.Bounds(tt.at, tt.loc)
+			if !start.Equal(tt.start) || !next.Equal(tt.next) || id != tt.id {
+				t.Fatalf("Bounds = %v, %v, %q; want %v, %v, %q", start, next, id, tt.start, tt.next, tt.id)
+			}
+		})
+	}
+	if _, next, _ := quotas.Day.Bounds(time.Date(2026, 11, 1, 12, 0, 0, 0, ny), ny); next.Sub(time.Date(2026, 11, 1, 0, 0, 0, 0, ny)) != 25*time.Hour {
+		t.Fatal("the day DST ends is 25 hours long")
+	}
+}
+
+func TestGCRAStep(t *testing.T) {
+	g := quotas.NewGCRA(quotas.Limit{Key: "k", Limit: 10, Window: time.Second, Burst: 3})
+	if g.Interval != int64(100*time.Millisecond) || g.Tolerance != int64(300*time.Millisecond) || g.Cost != 1 {
+		t.Fatalf("arithmetic %+v", g)
+	}
+	now := int64(time.Hour)
+	tat := int64(0)
+	for i := range 3 {
+		next, st := g.Step(tat, now)
+		if !st.Allowed || st.Remaining != int64(2-i) {
+			t.Fatalf("step %d: %+v", i, st)
+		}
+		tat = next
+	}
+	if next, st := g.Step(tat, now); st.Allowed || next != tat || st.RetryAfter != 100*time.Millisecond {
+		t.Fatalf("past the burst: tat %d → %d, %+v", tat, next, st)
+	}
+	// An interval that does not divide evenly still adds up to the limit
+	// over the window, give or take a nanosecond per unit.
+	odd := quotas.NewGCRA(quotas.Limit{Key: "k", Limit: 3, Window: 10 * time.Second})
+	if odd.Interval != 3333333333 {
+		t.Fatalf("interval %d", odd.Interval)
+	}
+}
