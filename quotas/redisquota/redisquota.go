@@ -1,0 +1,160 @@
+// Package redisquota is the quotas.Limiter replicas share through Redis:
+// every limit and quota of a request is checked and taken in one Lua
+// script call (one round trip, atomic, all or nothing), against the Redis
+// server's clock, so replicas whose clocks disagree still agree on a limit.
+package redisquota
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpauthz/mcpauthz/quotas"
+)
+
+//go:embed take.lua
+var takeSource string
+
+var takeScript = redis.NewScript(takeSource)
+
+// DefaultPrefix starts every key the limiter writes.
+const DefaultPrefix = "mcpauthz"
+
+// QuotaRetention is how long a quota's count outlives its period, so the
+// usage of a closed period can still be read and persisted.
+const QuotaRetention = 7 * 24 * time.Hour
+
+// Limiter is a quotas.Limiter backed by Redis.
+type Limiter struct {
+	rdb    redis.Scripter
+	prefix string
+	now    func() time.Time // the calendar's clock
+	fixed  bool             // rate limits use now too, not the server's TIME
+}
+
+var _ quotas.Limiter = (*Limiter)(nil)
+
+// Option configures a Limiter.
+type Option func(*Limiter)
+
+// WithPrefix sets the key prefix (default DefaultPrefix).
+func WithPrefix(p string) Option { return func(l *Limiter) { l.prefix = p } }
+
+// WithClock sets the clock calendar periods are read from (default
+// time.Now). Rate limits still follow the Redis server's clock.
+func WithClock(now func() time.Time) Option { return func(l *Limiter) { l.now = now } }
+
+// WithFixedClock makes rate limits follow now as well instead of the
+// server's clock: for tests that move time.
+func WithFixedClock(now func() time.Time) Option {
+	return func(l *Limiter) { l.now, l.fixed = now, true }
+}
+
+// New returns a limiter using rdb, which should have short timeouts: a
+// Take waits for Redis at most as long as its context allows.
+func New(rdb redis.Scripter, opts ...Option) *Limiter {
+	l := &Limiter{rdb: rdb, prefix: DefaultPrefix, now: time.Now}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// Take checks every limit and quota of req and, if all admit it, takes
+// them, in one round trip.
+func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, error) {
+	if err := req.Validate(); err != nil {
+		return quotas.Result{}, err
+	}
+	now := l.now()
+	keys := make([]string, 0, len(req.Limits)+len(req.Quotas))
+	args := make([]any, 0, 3+3*len(req.Limits)+2*len(req.Quotas))
+	args = append(args, len(req.Limits), len(req.Quotas), "")
+	if l.fixed {
+		args[2] = now.UnixMicro()
+	}
+	windows := make([]time.Duration, len(req.Limits))
+	for i, lim := range req.Limits {
+		g := quotas.NewGCRA(lim)
+		keys = append(keys, l.prefix+":rl:"+lim.Key)
+		// Microseconds: the script's numbers are doubles, exact to 2^53.
+		interval, tolerance := g.Interval/1000, g.Tolerance/1000
+		if g.Interval > 0 {
+			interval = max(1, interval)
+			tolerance = interval * (g.Tolerance / g.Interval)
+		}
+		args = append(args, interval, tolerance, g.Cost)
+		windows[i] = lim.Window
+	}
+	resets := make([]time.Time, len(req.Quotas))
+	for i, q := range req.Quotas {
+		_, next, id := q.Period.Bounds(now, q.Location)
+		resets[i] = next
+		keys = append(keys, l.prefix+":q:"+q.Key+":"+id)
+		args = append(args, q.Limit, next.Add(QuotaRetention).Unix())
+	}
+	if len(keys) == 0 {
+		return quotas.Result{Allowed: true, Limits: []quotas.LimitState{}, Quotas: []quotas.QuotaState{}}, nil
+	}
+	raw, err := takeScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return quotas.Result{}, fmt.Errorf("%w: %w", quotas.ErrBackendUnavailable, err)
+	}
+	if len(raw) != 1+4*len(req.Limits)+2*len(req.Quotas) {
+		return quotas.Result{}, fmt.Errorf("%w: the take script returned %d values", quotas.ErrBackendUnavailable, len(raw))
+	}
+	return decode(raw, req, windows, resets, now), nil
+}
+
+// decode turns the script's answer into a Result.
+func decode(raw []int64, req quotas.Request, windows []time.Duration, resets []time.Time, now time.Time) quotas.Result {
+	res := quotas.Result{
+		Allowed: raw[0] == 1,
+		Limits:  make([]quotas.LimitState, len(req.Limits)),
+		Quotas:  make([]quotas.QuotaState, len(req.Quotas)),
+	}
+	r := raw[1:]
+	for i := range req.Limits {
+		st := quotas.LimitState{
+			Allowed:    r[0] == 1,
+			Remaining:  r[1],
+			Reset:      time.Duration(r[2]) * time.Microsecond,
+			RetryAfter: time.Duration(r[3]) * time.Microsecond,
+		}
+		if r[3] < 0 {
+			st.RetryAfter = windows[i]
+		}
+		if !st.Allowed {
+			res.RetryAfter = max(res.RetryAfter, st.RetryAfter)
+		}
+		res.Limits[i] = st
+		r = r[4:]
+	}
+	for i, q := range req.Quotas {
+		st := quotas.QuotaState{Allowed: r[0] == 1, Used: r[1], Resets: resets[i]}
+		if !st.Allowed {
+			res.RetryAfter = max(res.RetryAfter, resets[i].Sub(now))
+		}
+		st.Remaining = max(0, q.Limit-st.Used)
+		res.Quotas[i] = st
+		r = r[2:]
+	}
+	return res
+}
+
+// Usage reads a quota's count in the period holding at, for persisting.
+func (l *Limiter) Usage(ctx context.Context, rdb redis.Cmdable, key string, period quotas.Period, loc *time.Location, at time.Time) (int64, error) {
+	_, _, id := period.Bounds(at, loc)
+	n, err := rdb.Get(ctx, l.prefix+":q:"+key+":"+id).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", quotas.ErrBackendUnavailable, err)
+	}
+	return n, nil
+}
