@@ -2,9 +2,11 @@ package quotas
 
 import "time"
 
-// GCRA is a limit's arithmetic, in nanoseconds: Interval is the time one
-// unit stands for (Window/Limit) and Tolerance how far ahead of now the
-// theoretical arrival time may run (Burst·Interval).
+// GCRA is a limit's arithmetic, in nanoseconds counted in whole
+// microseconds (as the Redis script counts, so every backend answers
+// alike): Interval is the time one unit stands for (Window/Limit) and
+// Tolerance how far ahead of now the theoretical arrival time may run
+// (Burst·Interval).
 type GCRA struct {
 	Interval  int64
 	Tolerance int64
@@ -23,14 +25,14 @@ func NewGCRA(l Limit) GCRA {
 	}
 	g := GCRA{Cost: cost, window: int64(l.Window)}
 	if l.Limit > 0 {
-		g.Interval = max(1, int64(l.Window)/l.Limit)
+		g.Interval = max(int64(time.Microsecond), int64(l.Window)/l.Limit/int64(time.Microsecond)*int64(time.Microsecond))
 		g.Tolerance = g.Interval * burst
 	}
 	return g
 }
 
-// Step decides one request at now against the theoretical arrival time tat
-// (0 for a key never seen). It returns the new tat, to be stored only if
+// Step decides one request at now (unix ns; see Micro) against the
+// theoretical arrival time tat (0 for a key never seen). It returns the new tat, to be stored only if
 // the request is admitted by every limit, and the limit's state.
 func (g GCRA) Step(tat, now int64) (int64, LimitState) {
 	if g.Interval == 0 || g.Cost*g.Interval > g.Tolerance {
@@ -52,3 +54,7 @@ func (g GCRA) Step(tat, now int64) (int64, LimitState) {
 		Reset:     time.Duration(ahead),
 	}
 }
+
+// Micro returns t in unix nanoseconds truncated to the microsecond, the
+// resolution limits are counted in.
+func Micro(t time.Time) int64 { return t.UnixMicro() * int64(time.Microsecond) }

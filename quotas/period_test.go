@@ -61,10 +61,10 @@ func TestGCRAStep(t *testing.T) {
 	if next, st := g.Step(tat, now); st.Allowed || next != tat || st.RetryAfter != 100*time.Millisecond {
 		t.Fatalf("past the burst: tat %d → %d, %+v", tat, next, st)
 	}
-	// An interval that does not divide evenly still adds up to the limit
-	// over the window, give or take a nanosecond per unit.
+	// An interval that does not divide evenly is counted in whole
+	// microseconds, as the Redis script counts it.
 	odd := quotas.NewGCRA(quotas.Limit{Key: "k", Limit: 3, Window: 10 * time.Second})
-	if odd.Interval != 3333333333 {
+	if odd.Interval != 3333333000 {
 		t.Fatalf("interval %d", odd.Interval)
 	}
 }

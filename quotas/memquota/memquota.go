@@ -67,7 +67,7 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 		return quotas.Result{}, fmt.Errorf("%w: %w", quotas.ErrBackendUnavailable, err)
 	}
 	now := l.now()
-	ns := now.UnixNano()
+	ns := quotas.Micro(now)
 	res := quotas.Result{
 		Allowed: true,
 		Limits:  make([]quotas.LimitState, len(req.Limits)),
@@ -212,7 +212,7 @@ func (l *Limiter) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			l.mu.Lock()
-			l.evict(l.now().UnixNano())
+			l.evict(quotas.Micro(l.now()))
 			l.mu.Unlock()
 		}
 	}

@@ -82,12 +82,7 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 		g := quotas.NewGCRA(lim)
 		keys = append(keys, l.prefix+":rl:"+lim.Key)
 		// Microseconds: the script's numbers are doubles, exact to 2^53.
-		interval, tolerance := g.Interval/1000, g.Tolerance/1000
-		if g.Interval > 0 {
-			interval = max(1, interval)
-			tolerance = interval * (g.Tolerance / g.Interval)
-		}
-		args = append(args, interval, tolerance, g.Cost)
+		args = append(args, g.Interval/1000, g.Tolerance/1000, g.Cost)
 		windows[i] = lim.Window
 	}
 	resets := make([]time.Time, len(req.Quotas))

@@ -22,7 +22,8 @@ end
 local allowed = 1
 local out = {0}
 local tats, used = {}, {}
-local before = {} -- per limit: {interval, tolerance, TAT before}, to report untaken limits
+local stored = {} -- limit key → TAT as stored, to report limits left untaken
+local before = {} -- per limit: {interval, tolerance, key}
 local a = 4
 for i = 1, nl do
   local key = KEYS[i]
@@ -31,8 +32,9 @@ for i = 1, nl do
   local tat = tats[key]
   if tat == nil then
     tat = tonumber(redis.call("GET", key) or "0")
+    stored[key] = tat
   end
-  before[i] = {interval, tolerance, tat}
+  before[i] = {interval, tolerance, key}
   local base = math.max(tat, now)
   local ok, remaining, reset, retry = 0, 0, math.max(0, tat - now), 0
   if interval == 0 or cost * interval > tolerance then
@@ -85,7 +87,7 @@ if allowed == 0 then
   for i = 1, nl do
     local o = 2 + (i - 1) * 4
     if out[o] == 1 then
-      local interval, tolerance, tat = before[i][1], before[i][2], before[i][3]
+      local interval, tolerance, tat = before[i][1], before[i][2], stored[before[i][3]]
       local ahead = math.max(0, tat - now)
       out[o + 1] = math.max(0, math.floor((tolerance - ahead) / interval))
       out[o + 2] = ahead
