@@ -54,13 +54,9 @@ func NewEvaluator(engine *bundles.Engine, opts ...Option) *Evaluator {
 
 // Evaluate decides one request (or one message of a batch).
 func (e *Evaluator) Evaluate(ctx context.Context, in *extauthz.PolicyInput) (extauthz.PolicyResult, error) {
-	if e.shadow == nil {
-		res, _, err := e.evaluate(ctx, in, e.now())
-		return res, err
-	}
 	now := e.now()
 	res, t, err := e.evaluate(ctx, in, now)
-	if res.Revision != "" { // a bundle was active
+	if e.shadow != nil && res.Revision != "" { // a bundle was active
 		e.shadow.offer(in, now, t, err == nil && res.Decision.Allowed, res.Revision)
 	}
 	return res, err
