@@ -42,17 +42,26 @@ func (g GCRA) Step(tat, now int64) (int64, LimitState) {
 	next := max(tat, now) + g.Cost*g.Interval
 	ahead := next - now
 	if ahead > g.Tolerance {
-		return tat, LimitState{
-			RetryAfter: time.Duration(ahead - g.Tolerance),
-			Remaining:  max(0, (g.Tolerance-(max(tat, now)-now))/g.Interval),
-			Reset:      time.Duration(max(0, tat-now)),
-		}
+		st := g.Standing(tat, now)
+		st.RetryAfter = time.Duration(ahead - g.Tolerance)
+		return tat, st
 	}
 	return next, LimitState{
 		Allowed:   true,
 		Remaining: (g.Tolerance - ahead) / g.Interval,
 		Reset:     time.Duration(ahead),
 	}
+}
+
+// Standing is the limit's state at now with nothing taken: how many
+// unit-cost requests it admits and how long until it is replenished.
+func (g GCRA) Standing(tat, now int64) LimitState {
+	ahead := max(0, tat-now)
+	st := LimitState{Reset: time.Duration(ahead)}
+	if g.Interval > 0 {
+		st.Remaining = max(0, (g.Tolerance-ahead)/g.Interval)
+	}
+	return st
 }
 
 // Micro returns t in unix nanoseconds truncated to the microsecond, the

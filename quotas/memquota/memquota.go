@@ -120,7 +120,9 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 		// Nothing is taken: report the limits as they stand.
 		for i := range res.Limits {
 			if res.Limits[i].Allowed {
-				res.Limits[i] = untaken(req.Limits[i], l.tats[req.Limits[i].Key], ns)
+				st := quotas.NewGCRA(req.Limits[i]).Standing(l.tats[req.Limits[i].Key], ns)
+				st.Allowed = true
+				res.Limits[i] = st
 			}
 		}
 		for i := range res.Quotas {
@@ -147,17 +149,6 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 		e.used = used[k]
 	}
 	return res, nil
-}
-
-// untaken is a limit's state when the request was refused elsewhere.
-func untaken(lim quotas.Limit, tat, now int64) quotas.LimitState {
-	g := quotas.NewGCRA(lim)
-	ahead := max(0, tat-now)
-	st := quotas.LimitState{Allowed: true, Reset: time.Duration(ahead)}
-	if g.Interval > 0 {
-		st.Remaining = max(0, (g.Tolerance-ahead)/g.Interval)
-	}
-	return st
 }
 
 // room makes sure the new keys fit, evicting idle ones if needed. It is
@@ -201,7 +192,7 @@ func (l *Limiter) evict(now int64) int {
 	return n
 }
 
-// Run evicts idle keys every interval until ctx is done, so memory follows
+// Run evicts idle keys every minute until ctx is done, so memory follows
 // the keys in use.
 func (l *Limiter) Run(ctx context.Context) error {
 	t := time.NewTicker(time.Minute)
