@@ -58,26 +58,4 @@ func TestBoundedMemory(t *testing.T) {
 
 // BenchmarkTake takes three limits and a quota, as a tools/call under the
 // default policy does, over 1,000 tenants.
-func BenchmarkTake(b *testing.B) {
-	l := memquota.New()
-	ctx := context.Background()
-	reqs := make([]quotas.Request, 1000)
-	for i := range reqs {
-		reqs[i] = quotas.Request{
-			Limits: []quotas.Limit{
-				{Name: "user_requests", Key: fmt.Sprintf("user:u-%d", i), Limit: 600, Window: time.Minute},
-				{Name: "tenant_tool_calls", Key: fmt.Sprintf("tenant:org-%d:tools", i), Limit: 1e6, Window: 10 * time.Second},
-				{Name: "key_requests", Key: fmt.Sprintf("key:k-%d", i), Limit: 1e6, Window: time.Minute},
-			},
-			Quotas: []quotas.Quota{{Name: "monthly_requests", Key: fmt.Sprintf("tenant:org-%d:requests", i), Limit: 1e12, Period: quotas.Month}},
-		}
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if _, err := l.Take(ctx, reqs[i%len(reqs)]); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-}
+func BenchmarkTake(b *testing.B) { quotatest.Benchmark(b, memquota.New()) }

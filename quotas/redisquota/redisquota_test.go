@@ -3,7 +3,6 @@ package redisquota_test
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -116,25 +115,5 @@ func (c counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 // tools/call under the default policy does, over 1,000 tenants.
 func BenchmarkTake(b *testing.B) {
 	rdb := client(b)
-	l := redisquota.New(rdb, redisquota.WithPrefix(prefix(b, rdb)))
-	ctx := context.Background()
-	reqs := make([]quotas.Request, 1000)
-	for i := range reqs {
-		reqs[i] = quotas.Request{
-			Limits: []quotas.Limit{
-				{Name: "user_requests", Key: fmt.Sprintf("user:u-%d", i), Limit: 600, Window: time.Minute},
-				{Name: "tenant_tool_calls", Key: fmt.Sprintf("tenant:org-%d:tools", i), Limit: 1e6, Window: 10 * time.Second},
-				{Name: "key_requests", Key: fmt.Sprintf("key:k-%d", i), Limit: 1e6, Window: time.Minute},
-			},
-			Quotas: []quotas.Quota{{Name: "monthly_requests", Key: fmt.Sprintf("tenant:org-%d:requests", i), Limit: 1e12, Period: quotas.Month}},
-		}
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if _, err := l.Take(ctx, reqs[i%len(reqs)]); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
+	quotatest.Benchmark(b, redisquota.New(rdb, redisquota.WithPrefix(prefix(b, rdb))))
 }
