@@ -33,10 +33,11 @@ type KeyFeed interface {
 	PutAPIKey(ctx context.Context, k *identity.APIKey) error
 }
 
-// KeyUseRecorder notes that a key was used (identity.Usage batches the
-// writes).
-type KeyUseRecorder interface {
-	Record(keyID string, at time.Time)
+// UseRecorder notes that a key or a session was used: for a key its
+// last_used_at, for a session what keeps it from idling out
+// (identity.Usage batches the writes).
+type UseRecorder interface {
+	Record(id string, at time.Time)
 }
 
 // APIKeyVerifier verifies API keys sent as `x-api-key` or as
@@ -47,7 +48,7 @@ type KeyUseRecorder interface {
 type APIKeyVerifier struct {
 	store KeyStore
 	feed  KeyFeed
-	usage KeyUseRecorder
+	usage UseRecorder
 	fresh Freshness
 	now   func() time.Time
 	log   *slog.Logger
@@ -71,7 +72,7 @@ type KeyOption func(*APIKeyVerifier)
 func WithKeyFeed(f KeyFeed) KeyOption { return func(v *APIKeyVerifier) { v.feed = f } }
 
 // WithKeyUsage records each use of a key.
-func WithKeyUsage(u KeyUseRecorder) KeyOption { return func(v *APIKeyVerifier) { v.usage = u } }
+func WithKeyUsage(u UseRecorder) KeyOption { return func(v *APIKeyVerifier) { v.usage = u } }
 
 // WithKeyClock sets the clock (default time.Now).
 func WithKeyClock(now func() time.Time) KeyOption { return func(v *APIKeyVerifier) { v.now = now } }

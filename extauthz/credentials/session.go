@@ -36,12 +36,6 @@ type SessionFeed interface {
 	PutSession(ctx context.Context, s *identity.Session) error
 }
 
-// SessionUseRecorder notes that a session was used, which keeps it from
-// idling out (identity.Usage batches the writes).
-type SessionUseRecorder interface {
-	Record(sessionID string, at time.Time)
-}
-
 // SessionVerifier verifies the identity service's session cookie: the
 // session by the SHA-256 of its token, from memory, the feed or the store;
 // its idle and absolute expiry; its user, who must not be banned; and the
@@ -50,7 +44,7 @@ type SessionUseRecorder interface {
 type SessionVerifier struct {
 	store  SessionStore
 	feed   SessionFeed
-	usage  SessionUseRecorder
+	usage  UseRecorder
 	fresh  Freshness
 	cookie string
 	now    func() time.Time
@@ -74,7 +68,7 @@ type SessionOption func(*SessionVerifier)
 func WithSessionFeed(f SessionFeed) SessionOption { return func(v *SessionVerifier) { v.feed = f } }
 
 // WithSessionUsage records each use of a session.
-func WithSessionUsage(u SessionUseRecorder) SessionOption {
+func WithSessionUsage(u UseRecorder) SessionOption {
 	return func(v *SessionVerifier) { v.usage = u }
 }
 
