@@ -249,16 +249,7 @@ func TestSidecarVerifiesBundle(t *testing.T) {
 	}
 	for _, tt := range validate {
 		t.Run("validate/"+tt.name, func(t *testing.T) {
-			err := tt.cfg.Validate()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Validate: %v, want %q", err, tt.wantErr)
-			}
+			expectErr(t, tt.cfg.Validate(), tt.wantErr)
 		})
 	}
 

@@ -25,15 +25,38 @@ func TestDefaultsValidate(t *testing.T) {
 	}
 }
 
-func TestLoadConfig(t *testing.T) {
+// tempWriter returns a temporary directory of t's and a function writing
+// files into it, which returns their paths.
+func tempWriter(t *testing.T) (func(name, body string) string, string) {
 	dir := t.TempDir()
-	write := func(name, body string) string {
+	return func(name, body string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
+	}, dir
+}
+
+// expectErr fails t unless err is what a table case wants: nil when want
+// is empty, else an error containing want. It reports whether an error was
+// wanted, so the case can stop there.
+func expectErr(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return false
 	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want one containing %q", err, want)
+	}
+	return true
+}
+
+func TestLoadConfig(t *testing.T) {
+	write, dir := tempWriter(t)
 	good := write("good.yaml", `
 grpc:
   addr: 127.0.0.1:7001
@@ -118,14 +141,8 @@ mcp:
 				t.Fatal(err)
 			}
 			cfg, err := loadConfig(Defaults(), f, fs, tt.env)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
+			if expectErr(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			tt.check(t, cfg)
 		})

@@ -19,14 +19,7 @@ import (
 )
 
 func TestCredentialsConfig(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write, dir := tempWriter(t)
 	jwks := write("jwks.json", `{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","alg":"ES256",`+
 		`"x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`)
 	for _, tt := range []struct {
@@ -97,14 +90,8 @@ credentials:
 				t.Fatal(err)
 			}
 			cfg, err := loadConfig(Defaults(), f, fs, tt.env)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
+			if expectErr(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			tt.check(t, cfg)
 		})

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,14 +32,7 @@ func testKey(t *testing.T, n int) ([]byte, string) {
 }
 
 func TestIdentityConfig(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write, dir := tempWriter(t)
 	auditKey, auditB64 := testKey(t, 48)
 	kek, kekB64 := testKey(t, token.KEKSize)
 	_, shortB64 := testKey(t, identity.MinAuditKeyBytes-1)
@@ -228,17 +220,11 @@ identity:
 				t.Fatal(err)
 			}
 			cfg, err := loadConfig(Defaults(), f, fs, tt.env)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
+			if expectErr(t, err, tt.wantErr) {
 				if tt.secret != "" && strings.Contains(err.Error(), tt.secret) {
 					t.Fatalf("the error shows the secret: %v", err)
 				}
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			tt.check(t, cfg)
 		})

@@ -95,14 +95,8 @@ func TestSidecarRemoteBundle(t *testing.T) {
 	for _, tt := range validate {
 		t.Run("validate/"+tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
+			if !expectErr(t, err, tt.wantErr) {
 				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Validate: %v, want %q", err, tt.wantErr)
 			}
 			if strings.Contains(err.Error(), "secret") {
 				t.Fatalf("Validate quotes the URL: %v", err)
