@@ -53,9 +53,18 @@ func (r *devRun) field(t *testing.T, re string) string {
 	return m[1]
 }
 
+// post sends body (JSON, when not empty) with header and decodes the JSON
+// answer.
 func post(t *testing.T, url string, header http.Header, body string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	return send(t, "POST", url, header, body)
+}
+
+// send sends a request with header and body (JSON, when not empty) and
+// decodes the JSON answer.
+func send(t *testing.T, method, url string, header http.Header, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

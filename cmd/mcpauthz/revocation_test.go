@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -59,28 +58,23 @@ func (r *running) logged(t *testing.T, re string) string {
 	}
 }
 
+// call sends body as JSON (none when nil) with the bearer token, if any,
+// and decodes the JSON answer.
 func call(t *testing.T, method, url, token string, body any) (int, map[string]any) {
 	t.Helper()
-	var rd io.Reader
+	var raw string
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = string(b)
 	}
-	req, _ := http.NewRequest(method, url, rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	header := http.Header{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	json.NewDecoder(res.Body).Decode(&out)
-	return res.StatusCode, out
+	return send(t, method, url, header, raw)
 }
 
 // TestRevocationAcrossProcesses runs the identity service and the sidecar
