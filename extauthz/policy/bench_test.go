@@ -59,19 +59,7 @@ func BenchmarkCheckToolsCall(b *testing.B) {
 	}{{"uncached", 0}, {"cached", bundles.DefaultDecisionCacheSize}} {
 		b.Run(bc.name, func(b *testing.B) {
 			e := loadEngine(b, rbacBundle, bundles.WithDecisionCache(bc.size))
-			ids, _ := extauthz.NewDecisionIDs(rand.Reader)
-			// A generous budget: a busy machine may stall one iteration past
-			// the default, which would deny it; the budget costs the same.
-			a := extauthz.NewAuthorizer(policy.NewEvaluator(e), ids.Next, extauthz.WithTimeout(time.Minute))
-			req := toolsCallRequest()
-			ctx := context.Background()
-			b.ReportAllocs()
-			for b.Loop() {
-				d, err := a.Check(ctx, req)
-				if err != nil || !d.Allowed {
-					b.Fatal(d, err)
-				}
-			}
+			benchToolsCall(b, policy.NewEvaluator(e))
 		})
 	}
 }
@@ -95,17 +83,24 @@ func BenchmarkShadowOverhead(b *testing.B) {
 				go s.Run(ctx)
 				opts = append(opts, policy.WithShadow(s))
 			}
-			ids, _ := extauthz.NewDecisionIDs(rand.Reader)
-			a := extauthz.NewAuthorizer(policy.NewEvaluator(e, opts...), ids.Next, extauthz.WithTimeout(time.Minute))
-			req := toolsCallRequest()
-			ctx := context.Background()
-			b.ReportAllocs()
-			for b.Loop() {
-				d, err := a.Check(ctx, req)
-				if err != nil || !d.Allowed {
-					b.Fatal(d, err)
-				}
-			}
+			benchToolsCall(b, policy.NewEvaluator(e, opts...))
 		})
+	}
+}
+
+// benchToolsCall checks an allowed tools/call with ev in a loop.
+func benchToolsCall(b *testing.B, ev extauthz.PolicyEvaluator) {
+	ids, _ := extauthz.NewDecisionIDs(rand.Reader)
+	// A generous budget: a busy machine may stall one iteration past the
+	// default, which would deny it; the budget costs the same.
+	a := extauthz.NewAuthorizer(ev, ids.Next, extauthz.WithTimeout(time.Minute))
+	req := toolsCallRequest()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		d, err := a.Check(ctx, req)
+		if err != nil || !d.Allowed {
+			b.Fatal(d, err)
+		}
 	}
 }
