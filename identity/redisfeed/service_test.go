@@ -88,6 +88,17 @@ func (w *world) login(t *testing.T, email string) *identity.Login {
 	return l
 }
 
+// platformAdmin signs up a platform admin and logs them in.
+func (w *world) platformAdmin(t *testing.T, email string) *identity.Login {
+	t.Helper()
+	admin := w.signUp(t, email)
+	admin.PlatformRoles = []string{identity.PlatformAdmin}
+	if err := w.store.UpdateUser(context.Background(), admin); err != nil {
+		t.Fatal(err)
+	}
+	return w.login(t, email)
+}
+
 func (w *world) createKey(t *testing.T, actorID, orgID, name string) (*identity.APIKey, string) {
 	t.Helper()
 	k, secret, err := w.svc.CreateAPIKey(context.Background(), actorID, orgID, identity.NewAPIKey{Name: name}, meta)
@@ -216,12 +227,7 @@ func TestServiceSessions(t *testing.T) {
 func TestServiceBan(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	admin := w.signUp(t, "admin@example.com")
-	admin.PlatformRoles = []string{identity.PlatformAdmin}
-	if err := w.store.UpdateUser(ctx, admin); err != nil {
-		t.Fatal(err)
-	}
-	la := w.login(t, "admin@example.com")
+	la := w.platformAdmin(t, "admin@example.com")
 	bob := w.signUp(t, "bob@example.com")
 	l1, l2 := w.login(t, "bob@example.com"), w.login(t, "bob@example.com")
 	org, err := w.svc.CreateOrg(ctx, bob.ID, "Bob's", "UTC", meta)
@@ -246,12 +252,7 @@ func TestServiceBan(t *testing.T) {
 func TestServiceAdminRevokeAll(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	admin := w.signUp(t, "admin@example.com")
-	admin.PlatformRoles = []string{identity.PlatformAdmin}
-	if err := w.store.UpdateUser(ctx, admin); err != nil {
-		t.Fatal(err)
-	}
-	la := w.login(t, "admin@example.com")
+	la := w.platformAdmin(t, "admin@example.com")
 	bob := w.signUp(t, "bob@example.com")
 	lb := w.login(t, "bob@example.com")
 	org, err := w.svc.CreateOrg(ctx, bob.ID, "Bob's", "UTC", meta)
