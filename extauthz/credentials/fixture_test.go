@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -23,6 +21,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/internal/testclock"
+	"github.com/mcpauthz/mcpauthz/internal/testredis"
 )
 
 const goodPassword = "correct horse battery staple"
@@ -129,23 +128,7 @@ func newFixture(t testing.TB, withRedis bool) *fixture {
 	f := &fixture{store: &store{Store: st}, clock: testclock.New(time.Now().UTC().Truncate(time.Second)), events: &events{}}
 	opts := []identity.Option{identity.WithClock(f.clock.Now), identity.WithEvents(f.events)}
 	if withRedis {
-		url := os.Getenv("MCPAUTHZ_TEST_REDIS_URL")
-		if url == "" {
-			t.Skip("MCPAUTHZ_TEST_REDIS_URL is not set")
-		}
-		ro, err := redis.ParseURL(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ro.ContextTimeoutEnabled = true
-		f.rdb = redis.NewClient(ro)
-		t.Cleanup(func() { f.rdb.Close() })
-		if err := f.rdb.Ping(ctx).Err(); err != nil {
-			t.Fatalf("Redis at MCPAUTHZ_TEST_REDIS_URL: %v", err)
-		}
-		var b [8]byte
-		rand.Read(b[:])
-		f.prefix = fmt.Sprintf("test-credentials-%x", b)
+		f.rdb, f.prefix = testredis.Shared(t)
 		f.feed, err = redisfeed.New(f.rdb, redisfeed.WithPrefix(f.prefix), redisfeed.WithClock(f.clock.Now))
 		if err != nil {
 			t.Fatal(err)

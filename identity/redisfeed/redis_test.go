@@ -2,9 +2,6 @@ package redisfeed_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
@@ -12,41 +9,12 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
+	"github.com/mcpauthz/mcpauthz/internal/testredis"
 )
 
 // testRedis returns a client on MCPAUTHZ_TEST_REDIS_URL and a key prefix of
-// the test's own; the test is skipped when the variable is unset and fails
-// when Redis cannot be reached. The test's keys are deleted after it.
-func testRedis(t *testing.T) (*redis.Client, string) {
-	t.Helper()
-	url := os.Getenv("MCPAUTHZ_TEST_REDIS_URL")
-	if url == "" {
-		t.Skip("MCPAUTHZ_TEST_REDIS_URL is not set")
-	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opt)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("redis at MCPAUTHZ_TEST_REDIS_URL: %v", err)
-	}
-	b := make([]byte, 8)
-	rand.Read(b)
-	prefix := "mcpauthz-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+":*", 100).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		rdb.Close()
-	})
-	return rdb, prefix
-}
+// the test's own (testredis.Shared).
+func testRedis(t *testing.T) (*redis.Client, string) { return testredis.Shared(t) }
 
 // subscribe subscribes to the feed's channel and returns the events as
 // they arrive.

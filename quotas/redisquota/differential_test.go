@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/internal/testclock"
+	"github.com/mcpauthz/mcpauthz/internal/testredis"
 	"github.com/mcpauthz/mcpauthz/quotas"
 	"github.com/mcpauthz/mcpauthz/quotas/memquota"
 	"github.com/mcpauthz/mcpauthz/quotas/quotatest"
@@ -19,10 +20,10 @@ import (
 // same random requests at the same random times: every answer must be the
 // same, field for field.
 func TestSameAsMemquota(t *testing.T) {
-	rdb := client(t)
+	rdb, p := testredis.Shared(t)
 	clock := testclock.New(quotatest.Start)
 	mem := memquota.New(memquota.WithClock(clock.Now))
-	red := redisquota.New(rdb, redisquota.WithPrefix(prefix(t, rdb)), redisquota.WithFixedClock(clock.Now))
+	red := redisquota.New(rdb, redisquota.WithPrefix(p), redisquota.WithFixedClock(clock.Now))
 	rng := rand.New(rand.NewPCG(1, 2))
 	windows := []time.Duration{time.Second, 10 * time.Second, time.Minute}
 	ctx := context.Background()
