@@ -221,14 +221,3 @@ func (l *Limiter) Stats() Stats {
 	defer l.mu.Unlock()
 	return Stats{Limits: len(l.tats), Quotas: len(l.counts), Full: l.full}
 }
-
-// Usage returns a quota's use in the period holding now, for persisting.
-func (l *Limiter) Usage(key string, period quotas.Period, loc *time.Location) int64 {
-	_, _, id := period.Bounds(l.now(), loc)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if e := l.counts[quotaKey{key, id}]; e != nil {
-		return e.used
-	}
-	return 0
-}

@@ -7,7 +7,6 @@ package redisquota
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"time"
 
@@ -139,17 +138,4 @@ func decode(raw []int64, req quotas.Request, windows []time.Duration, resets []t
 		r = r[2:]
 	}
 	return res
-}
-
-// Usage reads a quota's count in the period holding at, for persisting.
-func (l *Limiter) Usage(ctx context.Context, rdb redis.Cmdable, key string, period quotas.Period, loc *time.Location, at time.Time) (int64, error) {
-	_, _, id := period.Bounds(at, loc)
-	n, err := rdb.Get(ctx, l.prefix+":q:"+key+":"+id).Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("%w: %w", quotas.ErrBackendUnavailable, err)
-	}
-	return n, nil
 }
