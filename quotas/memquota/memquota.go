@@ -20,6 +20,7 @@ const DefaultMaxKeys = 1 << 20
 type Limiter struct {
 	now     func() time.Time
 	maxKeys int
+	sweep   time.Duration // how often Run evicts idle keys
 
 	mu     sync.Mutex
 	tats   map[string]int64       // limit key → theoretical arrival time, unix ns
@@ -48,9 +49,13 @@ func WithClock(now func() time.Time) Option { return func(l *Limiter) { l.now = 
 // quotas.ErrFull rather than let through unlimited.
 func WithMaxKeys(n int) Option { return func(l *Limiter) { l.maxKeys = n } }
 
+// WithSweepInterval sets how often Run evicts idle keys (default a
+// minute).
+func WithSweepInterval(d time.Duration) Option { return func(l *Limiter) { l.sweep = d } }
+
 // New returns an empty limiter.
 func New(opts ...Option) *Limiter {
-	l := &Limiter{now: time.Now, maxKeys: DefaultMaxKeys, tats: map[string]int64{}, counts: map[quotaKey]*quotaUse{}}
+	l := &Limiter{now: time.Now, maxKeys: DefaultMaxKeys, sweep: time.Minute, tats: map[string]int64{}, counts: map[quotaKey]*quotaUse{}}
 	for _, o := range opts {
 		o(l)
 	}
@@ -192,10 +197,10 @@ func (l *Limiter) evict(now int64) int {
 	return n
 }
 
-// Run evicts idle keys every minute until ctx is done, so memory follows
-// the keys in use.
+// Run evicts idle keys every sweep interval until ctx is done, so memory
+// follows the keys in use.
 func (l *Limiter) Run(ctx context.Context) error {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(l.sweep)
 	defer t.Stop()
 	for {
 		select {

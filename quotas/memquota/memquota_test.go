@@ -59,3 +59,40 @@ func TestBoundedMemory(t *testing.T) {
 // BenchmarkTake takes three limits and a quota, as a tools/call under the
 // default policy does, over 1,000 tenants.
 func BenchmarkTake(b *testing.B) { quotatest.Benchmark(b, memquota.New()) }
+
+// TestRunEvictsIdleKeys: Run drops keys as they go idle, full or not.
+func TestRunEvictsIdleKeys(t *testing.T) {
+	clock := testclock.New(quotatest.Start)
+	l := memquota.New(memquota.WithClock(clock.Now), memquota.WithSweepInterval(time.Millisecond))
+	ctx := context.Background()
+	req := quotas.Request{
+		Limits: []quotas.Limit{{Name: "r", Key: "user:u-1", Limit: 1, Window: time.Second}},
+		Quotas: []quotas.Quota{{Name: "q", Key: "tenant:acme", Limit: 5, Period: quotas.Day}},
+	}
+	if _, err := l.Take(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	run, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- l.Run(run) }()
+	defer func() { stop(); <-done }()
+	time.Sleep(20 * time.Millisecond)
+	if st := l.Stats(); st.Limits != 1 || st.Quotas != 1 {
+		t.Fatalf("active keys were evicted: %+v", st)
+	}
+	clock.Advance(time.Second) // the limit is idle; the day goes on
+	for deadline := time.Now().Add(5 * time.Second); l.Stats().Limits != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle limit was not evicted: %+v", l.Stats())
+		}
+	}
+	if st := l.Stats(); st.Quotas != 1 {
+		t.Fatalf("the day's quota was evicted: %+v", st)
+	}
+	clock.Advance(24 * time.Hour)
+	for deadline := time.Now().Add(5 * time.Second); l.Stats().Quotas != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the past day's quota was not evicted: %+v", l.Stats())
+		}
+	}
+}
