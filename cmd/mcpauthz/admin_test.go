@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -160,5 +161,27 @@ func TestReadinessWithoutPolicy(t *testing.T) {
 	code, body := getBody(t, srv.URL+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"ready":false`) {
 		t.Fatalf("/readyz without a policy: %d %s", code, body)
+	}
+}
+
+// TestSidecarRunsBundleTests: a bundle whose own tests fail does not
+// start the sidecar, unless policy.skip_tests says so.
+func TestSidecarRunsBundleTests(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"authz.rego":      toolPolicy("read"),
+		"authz_test.rego": "package mcpauthz.authz_test\n\nimport data.mcpauthz.authz\n\ntest_search if authz.decision.allowed with input as {\"mcp\": {\"tool\": \"search\"}}\n",
+	})
+	cfg := loopback(Defaults())
+	cfg.HTTP.Addr, cfg.Admin.Addr = "", ""
+	cfg.Policy.Bundle = dir
+	_, err := buildSidecar(context.Background(), cfg, io.Discard, slog.New(slog.DiscardHandler))
+	if !errors.Is(err, bundles.ErrTestsFailed) || !strings.Contains(err.Error(), "test_search") {
+		t.Fatalf("a bundle with a failing test: %v, want ErrTestsFailed naming it", err)
+	}
+	cfg.Policy.SkipTests = true
+	s, _ := startSidecar(t, cfg, io.Discard)
+	if st := s.engine.Status(); st.Activations != 1 || st.Source != dir {
+		t.Fatalf("with skip_tests: %+v", st)
 	}
 }

@@ -111,6 +111,24 @@ mcp:
 					t.Fatalf("%+v", c.Runtime)
 				}
 			}},
+		{name: "ok/admin off and the shadow's settings", args: []string{"--admin-addr", "off"},
+			env: []string{"MCPAUTHZ_POLICY_SHADOW_LOG_PER_SECOND=2.5", "MCPAUTHZ_POLICY_SHADOW_QUEUE=64", "MCPAUTHZ_POLICY_SKIP_TESTS=true"},
+			check: func(t *testing.T, c Config) {
+				if c.Admin.Addr != "" || c.Policy.Shadow.LogPerSecond != 2.5 || c.Policy.Shadow.Queue != 64 || !c.Policy.SkipTests {
+					t.Fatalf("admin %+v, policy %+v", c.Admin, c.Policy)
+				}
+			}},
+		{name: "ok/admin address", args: []string{"--admin-addr", "127.0.0.1:7004"},
+			check: func(t *testing.T, c Config) {
+				if c.Admin.Addr != "127.0.0.1:7004" {
+					t.Fatalf("%+v", c.Admin)
+				}
+			}},
+		{name: "fail/bad admin address", args: []string{"--admin-addr", "nowhere"}, wantErr: "admin.addr"},
+		{name: "fail/empty shadow queue", env: []string{"MCPAUTHZ_POLICY_SHADOW_QUEUE=0"}, wantErr: "policy.shadow.queue"},
+		{name: "fail/shadow log rate", env: []string{"MCPAUTHZ_POLICY_SHADOW_LOG_PER_SECOND=0"}, wantErr: "policy.shadow.log_per_second"},
+		{name: "fail/shadow log rate not a number", env: []string{"MCPAUTHZ_POLICY_SHADOW_LOG_PER_SECOND=lots"}, wantErr: "MCPAUTHZ_POLICY_SHADOW_LOG_PER_SECOND"},
+		{name: "fail/missing shadow bundle", env: []string{"MCPAUTHZ_POLICY_SHADOW_BUNDLE=" + filepath.Join(dir, "nope")}, wantErr: "policy.shadow.bundle"},
 		{name: "fail/bad size", env: []string{"MCPAUTHZ_RUNTIME_MEMORY_LIMIT=lots"}, wantErr: "MCPAUTHZ_RUNTIME_MEMORY_LIMIT"},
 		{name: "fail/gc percent zero", env: []string{"MCPAUTHZ_RUNTIME_GC_PERCENT=0"}, wantErr: "runtime.gc_percent"},
 		{name: "fail/negative cache", env: []string{"MCPAUTHZ_POLICY_DECISION_CACHE=-1"}, wantErr: "policy.decision_cache"},

@@ -122,6 +122,11 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 	if err != nil || hres.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("revocations health: %v %v", hres, err)
 	}
+	// And /readyz says so.
+	admin := "http://" + side.logged(t, `"msg":"mcpauthz serving".*"admin":"([^"]+)"`)
+	if c, ready := send(t, "GET", admin+"/readyz", http.Header{}, ""); c != 200 || ready["revocations"] != "live" {
+		t.Fatalf("/readyz: %d %v", c, ready)
+	}
 
 	consents := []map[string]any{{"kind": "privacy_policy", "version": "2026-01", "granted": true}, {"kind": "terms", "version": "2026-01", "granted": true}}
 	for _, email := range []string{"ada@example.com", "root@example.com"} {
