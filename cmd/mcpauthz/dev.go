@@ -24,6 +24,7 @@ func devDefaults(dataDir string) Config {
 	cfg := Defaults()
 	cfg.GRPC.Addr = "127.0.0.1:9191"
 	cfg.HTTP.Addr = "127.0.0.1:9192"
+	cfg.Admin.Addr = "127.0.0.1:9194"
 	cfg.Log.Format = "text"
 	cfg.DecisionLog.Output = "stdout"
 	cfg.Identity.Addr = "127.0.0.1:9193"

@@ -209,3 +209,14 @@ func devConfig(t *testing.T) Config {
 	}
 	return devDefaults(data)
 }
+
+// TestDevListensOnLoopback: `mcpauthz dev` serves nothing beyond the
+// machine, the admin listener included.
+func TestDevListensOnLoopback(t *testing.T) {
+	cfg := devDefaults(t.TempDir())
+	for name, addr := range map[string]string{"grpc": cfg.GRPC.Addr, "http": cfg.HTTP.Addr, "admin": cfg.Admin.Addr, "identity": cfg.Identity.Addr} {
+		if !strings.HasPrefix(addr, "127.0.0.1:") {
+			t.Errorf("%s listens on %q", name, addr)
+		}
+	}
+}
