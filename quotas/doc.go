@@ -8,6 +8,11 @@
 // so it has no window boundaries to burst across, and a key whose state is
 // in the past is the same as a key never seen.
 //
+// A limit with a Share is a tenant's weighted fair share of a pool's
+// capacity (a tool's requests a second shared by every tenant): the
+// tenants active in the pool divide it by weight, by water-filling, none
+// above its max share while others are active (fair.go).
+//
 // Quotas count requests in calendar periods (a day, a month) in a time
 // zone, and reset on the boundary.
 //

@@ -29,6 +29,12 @@ type Limit struct {
 	// units are admitted.
 	Burst int64
 	Cost  int64 // units this request takes (default 1)
+	// OnBackendError is what a Limiter that cannot reach the shared state
+	// does with this limit (default Local).
+	OnBackendError Mode
+	// Share, when set, makes Limit, Window and Burst a pool's capacity
+	// and Key the tenant taking its weighted fair share of it (see Share).
+	Share *Share
 }
 
 // Quota is a number of requests per calendar period for Key.
@@ -40,7 +46,25 @@ type Quota struct {
 	// Location is the time zone whose calendar the period follows (the
 	// organization's; default UTC).
 	Location *time.Location
+	// OnBackendError is what a Limiter that cannot reach the shared state
+	// does with this quota: Deny or Allow (default Allow; strict quotas
+	// Deny).
+	OnBackendError Mode
 }
+
+// Mode is what happens to a limit or quota when its backend cannot be
+// reached.
+type Mode string
+
+// Modes.
+const (
+	// Local counts the limit in process, at the instance's share of it.
+	Local Mode = "local"
+	// Deny refuses the request.
+	Deny Mode = "deny"
+	// Allow admits the request without counting it.
+	Allow Mode = "allow"
+)
 
 // Request is everything one request must take.
 type Request struct {
@@ -55,8 +79,12 @@ type Result struct {
 	// RetryAfter, on a refusal, is when a retry may be admitted: the
 	// longest wait among the limits and quotas that refused.
 	RetryAfter time.Duration
-	Limits     []LimitState
-	Quotas     []QuotaState
+	// Fallback: the shared state could not be reached, and the limits
+	// were decided by their OnBackendError modes. A state that was not
+	// counted has Remaining -1.
+	Fallback bool
+	Limits   []LimitState
+	Quotas   []QuotaState
 }
 
 // LimitState is one limit after the request: taken if the request was
@@ -99,6 +127,10 @@ func (l Limit) Validate() error {
 		return fmt.Errorf("%w: limit %q has no window", ErrInvalidLimit, l.Name)
 	case l.Burst < 0 || l.Cost < 0:
 		return fmt.Errorf("%w: limit %q has a negative burst or cost", ErrInvalidLimit, l.Name)
+	case l.OnBackendError != "" && l.OnBackendError != Local && l.OnBackendError != Deny && l.OnBackendError != Allow:
+		return fmt.Errorf("%w: limit %q: on_backend_error %q is not local, deny or allow", ErrInvalidLimit, l.Name, l.OnBackendError)
+	case l.Share != nil:
+		return l.Share.validate(l.Name)
 	}
 	return nil
 }
@@ -112,6 +144,8 @@ func (q Quota) Validate() error {
 		return fmt.Errorf("%w: quota %q is negative", ErrInvalidLimit, q.Name)
 	case q.Period != Day && q.Period != Month:
 		return fmt.Errorf("%w: quota %q has period %q, not day or month", ErrInvalidLimit, q.Name, q.Period)
+	case q.OnBackendError != "" && q.OnBackendError != Deny && q.OnBackendError != Allow:
+		return fmt.Errorf("%w: quota %q: on_backend_error %q is not deny or allow", ErrInvalidLimit, q.Name, q.OnBackendError)
 	}
 	return nil
 }

@@ -1,7 +1,7 @@
 // Package memquota is the in-process quotas.Limiter, for `mcpauthz dev`,
 // single-instance deployments and the fallback when Redis is unreachable:
-// the same GCRA and calendar arithmetic as the Redis limiter, with state in
-// a map whose idle keys are evicted.
+// the same GCRA, fair-share and calendar arithmetic as the Redis limiter,
+// with state in maps whose idle keys are evicted.
 package memquota
 
 import (
@@ -22,10 +22,12 @@ type Limiter struct {
 	maxKeys int
 	sweep   time.Duration // how often Run evicts idle keys
 
-	mu     sync.Mutex
-	tats   map[string]int64       // limit key → theoretical arrival time, unix ns
-	counts map[quotaKey]*quotaUse // quota key and period → use
-	full   uint64                 // refusals because the limiter was full
+	mu      sync.Mutex
+	tats    map[string]int64       // limit key → theoretical arrival time, unix ns
+	counts  map[quotaKey]*quotaUse // quota key and period → use
+	pools   map[string]*pool       // fair-share pool → its active tenants
+	members int                    // tenants active in pools
+	full    uint64                 // refusals because the limiter was full
 }
 
 type quotaKey struct{ key, period string }
@@ -43,10 +45,11 @@ type Option func(*Limiter)
 // WithClock sets the clock (default time.Now).
 func WithClock(now func() time.Time) Option { return func(l *Limiter) { l.now = now } }
 
-// WithMaxKeys bounds the keys held (default DefaultMaxKeys). Idle keys
-// (a limit replenished, a quota of a past period) are evicted to make room;
-// when every key is active, requests with new keys are refused with
-// quotas.ErrFull rather than let through unlimited.
+// WithMaxKeys bounds the keys held (default DefaultMaxKeys), a tenant
+// active in a fair-share pool counting as one. Idle keys (a limit
+// replenished, a quota of a past period, a tenant gone idle) are evicted
+// to make room; when every key is active, requests with new keys are
+// refused with quotas.ErrFull rather than let through unlimited.
 func WithMaxKeys(n int) Option { return func(l *Limiter) { l.maxKeys = n } }
 
 // WithSweepInterval sets how often Run evicts idle keys (default a
@@ -55,7 +58,7 @@ func WithSweepInterval(d time.Duration) Option { return func(l *Limiter) { l.swe
 
 // New returns an empty limiter.
 func New(opts ...Option) *Limiter {
-	l := &Limiter{now: time.Now, maxKeys: DefaultMaxKeys, sweep: time.Minute, tats: map[string]int64{}, counts: map[quotaKey]*quotaUse{}}
+	l := &Limiter{now: time.Now, maxKeys: DefaultMaxKeys, sweep: time.Minute, tats: map[string]int64{}, counts: map[quotaKey]*quotaUse{}, pools: map[string]*pool{}}
 	for _, o := range opts {
 		o(l)
 	}
@@ -86,7 +89,18 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	shares := newShareDraft(l, ns)
+	standing := make(map[int]shareStanding)
 	for i, lim := range req.Limits {
+		if lim.Share != nil {
+			st, g, stored := shares.step(lim)
+			res.Limits[i], standing[i] = st, shareStanding{g, stored}
+			if !st.Allowed {
+				res.Allowed = false
+				res.RetryAfter = max(res.RetryAfter, st.RetryAfter)
+			}
+			continue
+		}
 		tat, ok := next[lim.Key]
 		if !ok {
 			tat = l.tats[lim.Key]
@@ -126,6 +140,9 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 		for i := range res.Limits {
 			if res.Limits[i].Allowed {
 				st := quotas.NewGCRA(req.Limits[i]).Standing(l.tats[req.Limits[i].Key], ns)
+				if s, ok := standing[i]; ok {
+					st = s.gcra.Standing(s.tat, ns)
+				}
 				st.Allowed = true
 				res.Limits[i] = st
 			}
@@ -138,10 +155,11 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 		}
 		return res, nil
 	}
-	if !l.room(next, used, ns) {
+	if !l.room(next, used, shares.fresh(), ns) {
 		l.full++
-		return quotas.Result{}, fmt.Errorf("%w: %d keys", quotas.ErrFull, len(l.tats)+len(l.counts))
+		return quotas.Result{}, fmt.Errorf("%w: %d keys", quotas.ErrFull, len(l.tats)+len(l.counts)+l.members)
 	}
+	shares.commit()
 	for k, t := range next {
 		l.tats[k] = t
 	}
@@ -158,8 +176,7 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 
 // room makes sure the new keys fit, evicting idle ones if needed. It is
 // called with mu held.
-func (l *Limiter) room(next map[string]int64, used map[quotaKey]int64, now int64) bool {
-	fresh := 0
+func (l *Limiter) room(next map[string]int64, used map[quotaKey]int64, fresh int, now int64) bool {
 	for k := range next {
 		if _, ok := l.tats[k]; !ok {
 			fresh++
@@ -170,18 +187,18 @@ func (l *Limiter) room(next map[string]int64, used map[quotaKey]int64, now int64
 			fresh++
 		}
 	}
-	if len(l.tats)+len(l.counts)+fresh <= l.maxKeys {
+	if len(l.tats)+len(l.counts)+l.members+fresh <= l.maxKeys {
 		return true
 	}
 	l.evict(now)
-	return len(l.tats)+len(l.counts)+fresh <= l.maxKeys
+	return len(l.tats)+len(l.counts)+l.members+fresh <= l.maxKeys
 }
 
 // evict drops idle keys: a limit whose arrival time has passed is as if
-// never seen, and a quota of a past period counts no more. Called with mu
-// held.
+// never seen, a quota of a past period counts no more, and a tenant no
+// longer active leaves its pool. Called with mu held.
 func (l *Limiter) evict(now int64) int {
-	n := 0
+	n := l.evictPools(now)
 	for k, tat := range l.tats {
 		if tat <= now {
 			delete(l.tats, k)
@@ -217,6 +234,7 @@ func (l *Limiter) Run(ctx context.Context) error {
 // Stats reports the keys held and the refusals for want of room.
 type Stats struct {
 	Limits, Quotas int
+	Shares         int // tenants active in fair-share pools
 	Full           uint64
 }
 
@@ -224,5 +242,5 @@ type Stats struct {
 func (l *Limiter) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return Stats{Limits: len(l.tats), Quotas: len(l.counts), Full: l.full}
+	return Stats{Limits: len(l.tats), Quotas: len(l.counts), Shares: l.members, Full: l.full}
 }

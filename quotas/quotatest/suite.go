@@ -49,8 +49,13 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"ok/calendar month in the org's time zone", calendarMonth},
 		{"ok/calendar day", calendarDay},
 		{"ok/zero limit admits nothing", zeroLimit},
+		{"ok/fair share: greedy tenants get their weighted shares", fairShare},
+		{"ok/fair share: a greedy tenant is held to its max share", greedyCapped},
+		{"ok/fair share: a lone tenant has the whole capacity", loneTenant},
+		{"ok/fair share: all or nothing", fairAllOrNothing},
 		{"fail/invalid definitions", invalid},
 		{"fail/cancelled context", cancelled},
+		{"fail/invalid fair shares", invalidShares},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newBackend(t)) })

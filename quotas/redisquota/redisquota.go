@@ -71,7 +71,7 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 	}
 	now := l.now()
 	keys := make([]string, 0, len(req.Limits)+len(req.Quotas))
-	args := make([]any, 0, 3+3*len(req.Limits)+2*len(req.Quotas))
+	args := make([]any, 0, 3+4*len(req.Limits)+2*len(req.Quotas))
 	args = append(args, len(req.Limits), len(req.Quotas), "")
 	if l.fixed {
 		args[2] = now.UnixMicro()
@@ -79,10 +79,19 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 	windows := make([]time.Duration, len(req.Limits))
 	for i, lim := range req.Limits {
 		g := quotas.NewGCRA(lim)
-		keys = append(keys, l.prefix+":rl:"+lim.Key)
+		windows[i] = lim.Window
 		// Microseconds: the script's numbers are doubles, exact to 2^53.
 		args = append(args, g.Interval/1000, g.Tolerance/1000, g.Cost)
-		windows[i] = lim.Window
+		if lim.Share == nil {
+			keys = append(keys, l.prefix+":rl:"+lim.Key)
+			args = append(args, "")
+			continue
+		}
+		// The pool's name is its keys' hash tag: a Redis Cluster holds
+		// them in one slot.
+		pool := l.prefix + ":fair:{" + lim.Share.Pool + "}"
+		keys = append(keys, pool+":active", pool+":tenants", pool+":classes")
+		args = append(args, lim.Key, lim.Share.Class().String(), int64(lim.Window/time.Microsecond))
 	}
 	resets := make([]time.Time, len(req.Quotas))
 	for i, q := range req.Quotas {

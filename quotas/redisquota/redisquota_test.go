@@ -81,3 +81,34 @@ func BenchmarkTake(b *testing.B) {
 	rdb, p := testredis.Shared(b)
 	quotatest.Benchmark(b, redisquota.New(rdb, redisquota.WithPrefix(p)))
 }
+
+// BenchmarkTakeFairShare is BenchmarkTake with the tenant's fair share of
+// a pool of 1,000 tenants taken in the same script call.
+func BenchmarkTakeFairShare(b *testing.B) {
+	rdb, p := testredis.Shared(b)
+	quotatest.BenchmarkFairShare(b, redisquota.New(rdb, redisquota.WithPrefix(p)))
+}
+
+// TestPoolKeysShareASlot: a pool's keys are in one Redis Cluster hash
+// slot, whatever its name, so one script can keep reading them together.
+func TestPoolKeysShareASlot(t *testing.T) {
+	rdb, p := testredis.Shared(t)
+	l := redisquota.New(rdb, redisquota.WithPrefix(p))
+	ctx := context.Background()
+	for _, pool := range []string{"tool:search", "a}b", "{x}", "tool:%7Bq%7D"} {
+		req := quotas.Request{Limits: []quotas.Limit{{Name: "pool", Key: "tenant:acme", Limit: 10, Window: time.Second,
+			Share: &quotas.Share{Pool: pool}}}}
+		if res, err := l.Take(ctx, req); err != nil || !res.Allowed {
+			t.Fatalf("pool %q: %+v %v", pool, res, err)
+		}
+		keys, err := rdb.Keys(ctx, p+":fair:{"+pool+"}:*").Result()
+		if err != nil || len(keys) != 3 {
+			t.Fatalf("pool %q: keys %q %v", pool, keys, err)
+		}
+		for _, k := range keys[1:] {
+			if redisquota.Slot(k) != redisquota.Slot(keys[0]) {
+				t.Fatalf("pool %q: %q and %q in different slots", pool, k, keys[0])
+			}
+		}
+	}
+}
