@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/mcp"
+	"github.com/mcpauthz/mcpauthz/quotas"
 )
 
 // DefaultTimeout bounds one decision when no timeout is configured: well
@@ -52,6 +53,8 @@ type Authorizer struct {
 	policy      PolicyEvaluator
 	identity    IdentityVerifier
 	decisions   DecisionLogger
+	limiter     quotas.Limiter
+	leaser      quotas.Leaser
 	ids         func() string
 	now         func() time.Time
 	log         *slog.Logger
@@ -119,6 +122,8 @@ func NewAuthorizer(policy PolicyEvaluator, ids func() string, opts ...Option) *A
 		policy:    policy,
 		identity:  AnonymousVerifier{},
 		decisions: NopDecisionLogger{},
+		limiter:   NoLimiter{},
+		leaser:    NoLimiter{},
 		ids:       ids,
 		now:       time.Now,
 		log:       slog.New(slog.DiscardHandler),
@@ -148,6 +153,9 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 	in := PolicyInput{Request: req, DecisionID: id, Record: a.record}
 	var res PolicyResult
 	d, err := a.decide(ctx, &in, &res)
+	if err == nil && d.Allowed && (!d.Take.Empty() || len(d.Leases) > 0) {
+		d, err = a.take(ctx, &in, d)
+	}
 	switch {
 	case err == nil && ctx.Err() != nil:
 		// The answer came too late to be trusted as complete: fail closed.
@@ -230,7 +238,8 @@ func (a *Authorizer) decide(ctx context.Context, in *PolicyInput, res *PolicyRes
 		return a.evaluate(ctx, in, res)
 	}
 	// Every message of a batch is decided on its own; one denial denies
-	// the batch, and an allowed batch carries its first message's headers.
+	// the batch, and an allowed batch carries its first message's headers
+	// and takes every message's limits.
 	var first Decision
 	for i := range in.MCP.Messages {
 		in.Message = &in.MCP.Messages[i]
@@ -240,7 +249,12 @@ func (a *Authorizer) decide(ctx context.Context, in *PolicyInput, res *PolicyRes
 		}
 		if i == 0 {
 			first = d
+			continue
 		}
+		first.Take.Limits = append(slices.Clip(first.Take.Limits), d.Take.Limits...)
+		first.Take.Quotas = append(slices.Clip(first.Take.Quotas), d.Take.Quotas...)
+		first.RateLimitHeaders = first.RateLimitHeaders || d.RateLimitHeaders
+		first.Leases = appendLeases(first.Leases, d.Leases)
 	}
 	return first, nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/mcpauthz/mcpauthz/mcp"
+	"github.com/mcpauthz/mcpauthz/quotas"
 )
 
 // Header is one HTTP header name/value pair.
@@ -58,6 +59,17 @@ type Decision struct {
 	// the access log (JSON values).
 	DynamicMetadata map[string]any
 
+	// Take is what an allowed request takes from rate limits and quotas:
+	// the Authorizer takes it before answering and refuses the request
+	// with 429 when a limit does not admit it.
+	Take quotas.Request
+	// RateLimitHeaders asks for the limits' state (RateLimit, X-RateLimit-*)
+	// on the allowed response.
+	RateLimitHeaders bool
+	// Leases are the concurrency slots an allowed request holds until the
+	// proxy reports it finished or their TTL passes.
+	Leases []quotas.Lease
+
 	DecisionID string
 }
 
@@ -73,7 +85,11 @@ const (
 	ReasonPolicyUndef    = "policy_undefined"
 	ReasonDeadline       = "deadline_exceeded"
 	ReasonBackendFailure = "backend_unavailable"
-	ReasonInternal       = "internal_error"
+	ReasonRateLimited    = "rate_limited"
+	// ReasonLimitInvalid: the policy asked for a limit that cannot be
+	// enforced.
+	ReasonLimitInvalid = "limit_invalid"
+	ReasonInternal     = "internal_error"
 	// ReasonResourceMetadata marks the direct response serving the
 	// protected resource metadata (status 200).
 	ReasonResourceMetadata = "resource_metadata"

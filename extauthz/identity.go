@@ -21,6 +21,7 @@ type Identity struct {
 	UserID        string
 	Tenant        string
 	Tier          string // the tenant's plan: free, pro, enterprise; "" if unknown
+	TimeZone      string // the tenant's IANA time zone, whose calendar its quotas follow; "" if unknown
 	OrgRole       string
 	Roles         []string
 	Permissions   []string
@@ -52,7 +53,7 @@ type APIKeyInfo struct {
 // IsAnonymous reports whether id carries nothing beyond "no credential".
 func (id *Identity) IsAnonymous() bool {
 	return !id.Authenticated && (id.Method == "" || id.Method == MethodNone) &&
-		id.Subject == "" && id.UserID == "" && id.Tenant == "" && id.Tier == "" && id.OrgRole == "" &&
+		id.Subject == "" && id.UserID == "" && id.Tenant == "" && id.Tier == "" && id.TimeZone == "" && id.OrgRole == "" &&
 		len(id.Roles) == 0 && len(id.Permissions) == 0 && len(id.Scopes) == 0 &&
 		len(id.Claims) == 0 && id.Session == nil && id.APIKey == nil
 }

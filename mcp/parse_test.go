@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -246,10 +247,16 @@ func TestErrorReply(t *testing.T) {
 		{"ok/batch", batch, `[{"jsonrpc":"2.0","id":1,"error":{"code":-32003,"message":"forbidden: \u003cx\u003e"}},{"jsonrpc":"2.0","id":2,"error":{"code":-32003,"message":"forbidden: \u003cx\u003e"}}]`},
 		{"ok/notification", notification, `{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"forbidden: \u003cx\u003e"}}`},
 		{"ok/unknown request", nil, `{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"forbidden: \u003cx\u003e"}}`},
+		{"ok/data", single, `{"jsonrpc":"2.0","id":"r1","error":{"code":-32003,"message":"forbidden: \u003cx\u003e","data":{"retry_after":2}}}`},
+		{"ok/batch with data", batch, `[{"jsonrpc":"2.0","id":1,"error":{"code":-32003,"message":"forbidden: \u003cx\u003e","data":{"retry_after":2}}},{"jsonrpc":"2.0","id":2,"error":{"code":-32003,"message":"forbidden: \u003cx\u003e","data":{"retry_after":2}}}]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := ErrorReply(tt.req, -32003, "forbidden: <x>")
+			var data []byte
+			if strings.Contains(tt.name, "data") {
+				data = []byte(`{"retry_after":2}`)
+			}
+			got := ErrorReplyData(tt.req, -32003, "forbidden: <x>", data)
 			if string(got) != tt.want {
 				t.Fatalf("got  %s\nwant %s", got, tt.want)
 			}

@@ -10,12 +10,18 @@ import (
 // (notifications and responses get none, as JSON-RPC prescribes); a request
 // whose id is unknown gets one error with a null id.
 func ErrorReply(req *Request, code int, message string) []byte {
+	return ErrorReplyData(req, code, message, nil)
+}
+
+// ErrorReplyData is ErrorReply with the errors' data member set to data,
+// which must be valid JSON (nil: no data member).
+func ErrorReplyData(req *Request, code int, message string, data []byte) []byte {
 	if req == nil || !req.Batch {
 		var id *Value
 		if req != nil && len(req.Messages) == 1 {
 			id = req.Messages[0].ID
 		}
-		return appendError(nil, id, code, message)
+		return appendError(nil, id, code, message, data)
 	}
 	buf := []byte{'['}
 	n := 0
@@ -26,11 +32,11 @@ func ErrorReply(req *Request, code int, message string) []byte {
 		if n > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendError(buf, req.Messages[i].ID, code, message)
+		buf = appendError(buf, req.Messages[i].ID, code, message, data)
 		n++
 	}
 	if n == 0 {
-		return appendError(nil, nil, code, message)
+		return appendError(nil, nil, code, message, data)
 	}
 	return append(buf, ']')
 }
@@ -38,10 +44,10 @@ func ErrorReply(req *Request, code int, message string) []byte {
 // ErrorReplyID renders one JSON-RPC error response for the request with the
 // given id (nil for unknown).
 func ErrorReplyID(id *Value, code int, message string) []byte {
-	return appendError(nil, id, code, message)
+	return appendError(nil, id, code, message, nil)
 }
 
-func appendError(buf []byte, id *Value, code int, message string) []byte {
+func appendError(buf []byte, id *Value, code int, message string, data []byte) []byte {
 	buf = append(buf, `{"jsonrpc":"2.0","id":`...)
 	if id == nil {
 		buf = append(buf, "null"...)
@@ -52,6 +58,10 @@ func appendError(buf []byte, id *Value, code int, message string) []byte {
 	buf = strconv.AppendInt(buf, int64(code), 10)
 	buf = append(buf, `,"message":`...)
 	buf = AppendString(buf, message)
+	if data != nil {
+		buf = append(buf, `,"data":`...)
+		buf = append(buf, data...)
+	}
 	return append(buf, "}}"...)
 }
 

@@ -59,7 +59,18 @@ type readiness struct {
 	Policy      bundleReport  `json:"policy"`
 	Shadow      *shadowReport `json:"shadow,omitempty"`
 	Revocations string        `json:"revocations"` // "live", "degraded" or "off"
+	Limits      limitsReport  `json:"limits"`
 	DecisionLog *logReport    `json:"decision_log,omitempty"`
+}
+
+// limitsReport says where limits are counted: "shared" (Redis),
+// "fallback" (Redis unreachable: each limit by its on_backend_error mode)
+// or "local" (in process, no Redis configured).
+type limitsReport struct {
+	State     string `json:"state"`
+	Failures  uint64 `json:"redis_failures,omitempty"`
+	Fallbacks uint64 `json:"fallback_decisions,omitempty"`
+	Keys      int    `json:"local_keys"`
 }
 
 type bundleReport struct {
@@ -89,7 +100,7 @@ type logReport struct {
 }
 
 func (s *sidecar) readiness() readiness {
-	r := readiness{Policy: reportBundle(s.source), Revocations: s.revocationsState()}
+	r := readiness{Policy: reportBundle(s.source), Revocations: s.revocationsState(), Limits: s.limitsReport()}
 	r.Ready = s.engine.Active() != nil
 	if s.shadow != nil {
 		st := s.shadow.Stats()
@@ -105,6 +116,22 @@ func (s *sidecar) readiness() readiness {
 			lr.Uploaded, lr.UploadsDropped = s.uploader.Sent(), s.uploader.Dropped()
 		}
 		r.DecisionLog = lr
+	}
+	return r
+}
+
+func (s *sidecar) limitsReport() limitsReport {
+	if s.localLimiter == nil {
+		return limitsReport{State: "off"}
+	}
+	st := s.localLimiter.Stats()
+	r := limitsReport{State: "local", Keys: st.Limits + st.Quotas}
+	if s.limiter != nil {
+		fs := s.limiter.Stats()
+		r.State, r.Failures, r.Fallbacks = "shared", fs.Failures, fs.Fallbacks
+		if fs.Down {
+			r.State = "fallback"
+		}
 	}
 	return r
 }
@@ -169,6 +196,18 @@ var (
 		"Decision log events written.", nil, nil)
 	uploadSentDesc = prometheus.NewDesc("mcpauthz_decision_log_uploaded_total",
 		"Decision log events uploaded.", nil, nil)
+	limiterFallbackDesc = prometheus.NewDesc("mcpauthz_limiter_fallback",
+		"1 while Redis is unreachable and limits go by their on_backend_error mode, else 0.", nil, nil)
+	limiterFailuresDesc = prometheus.NewDesc("mcpauthz_limiter_redis_failures_total",
+		"Calls to Redis for limits that failed or timed out.", nil, nil)
+	limiterFallbacksDesc = prometheus.NewDesc("mcpauthz_limiter_fallback_decisions_total",
+		"Requests whose limits were decided without Redis.", nil, nil)
+	limiterKeysDesc = prometheus.NewDesc("mcpauthz_limiter_local_keys",
+		"Limits and quotas counted in process, by kind.", []string{"kind"}, nil)
+	leasesDesc = prometheus.NewDesc("mcpauthz_limiter_local_leases",
+		"Concurrency leases held in process.", nil, nil)
+	limiterFullDesc = prometheus.NewDesc("mcpauthz_limiter_local_full_total",
+		"Requests refused because the in-process limiter held limits.max_keys active keys.", nil, nil)
 	uploadDroppedDesc = prometheus.NewDesc("mcpauthz_decision_log_upload_dropped_total",
 		"Decision log events the uploader dropped.", nil, nil)
 )
@@ -187,6 +226,25 @@ func (c sidecarCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(shadowDesc, prometheus.CounterValue, float64(st.Counts[change]), change.String())
 		}
 		ch <- prometheus.MustNewConstMetric(shadowDroppedDesc, prometheus.CounterValue, float64(st.Dropped))
+	}
+	if s.localLimiter != nil {
+		local := s.localLimiter.Stats()
+		ch <- prometheus.MustNewConstMetric(limiterKeysDesc, prometheus.GaugeValue, float64(local.Limits), "limit")
+		ch <- prometheus.MustNewConstMetric(limiterKeysDesc, prometheus.GaugeValue, float64(local.Quotas), "quota")
+		ch <- prometheus.MustNewConstMetric(limiterFullDesc, prometheus.CounterValue, float64(local.Full))
+	}
+	if s.localLeases != nil {
+		ch <- prometheus.MustNewConstMetric(leasesDesc, prometheus.GaugeValue, float64(s.localLeases.Stats().Leases))
+	}
+	if s.limiter != nil {
+		st := s.limiter.Stats()
+		down := 0.0
+		if st.Down {
+			down = 1
+		}
+		ch <- prometheus.MustNewConstMetric(limiterFallbackDesc, prometheus.GaugeValue, down)
+		ch <- prometheus.MustNewConstMetric(limiterFailuresDesc, prometheus.CounterValue, float64(st.Failures))
+		ch <- prometheus.MustNewConstMetric(limiterFallbacksDesc, prometheus.CounterValue, float64(st.Fallbacks))
 	}
 	if s.listensForRevocations {
 		live := 0.0

@@ -39,6 +39,7 @@ type Config struct {
 	Runtime     RuntimeConfig     `yaml:"runtime"`
 	Identity    IdentityConfig    `yaml:"identity"`
 	Credentials CredentialsConfig `yaml:"credentials"`
+	Limits      LimitsConfig      `yaml:"limits"`
 }
 
 // RuntimeConfig tunes the Go runtime's garbage collector.
@@ -328,6 +329,7 @@ func Defaults() Config {
 		Runtime:     RuntimeConfig{GCPercent: DefaultGCPercent},
 		Identity:    identityDefaults(),
 		Credentials: credentialsDefaults(),
+		Limits:      limitsDefaults(),
 	}
 }
 
@@ -594,6 +596,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Identity.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Limits.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

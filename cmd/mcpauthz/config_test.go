@@ -118,6 +118,14 @@ mcp:
 					t.Fatalf("admin %+v, policy %+v", c.Admin, c.Policy)
 				}
 			}},
+		{name: "ok/limits in redis, usage in postgres", env: []string{"MCPAUTHZ_LIMITS_REDIS=redis://:pw@10.0.0.5:6379/2",
+			"MCPAUTHZ_LIMITS_POSTGRES=postgres://u:pw@db/limits", "MCPAUTHZ_LIMITS_REPLICAS=3", "MCPAUTHZ_LIMITS_TIMEOUT=15ms"},
+			check: func(t *testing.T, c Config) {
+				if c.Limits.Redis == "" || c.Limits.Postgres == "" || c.Limits.Replicas != 3 || time.Duration(c.Limits.Timeout) != 15*time.Millisecond ||
+					time.Duration(c.Limits.PersistInterval) != 30*time.Second || c.Limits.RedisPrefix != "mcpauthz" {
+					t.Fatalf("%+v", c.Limits)
+				}
+			}},
 		{name: "ok/admin address", args: []string{"--admin-addr", "127.0.0.1:7004"},
 			check: func(t *testing.T, c Config) {
 				if c.Admin.Addr != "127.0.0.1:7004" {
@@ -150,6 +158,13 @@ mcp:
 		{name: "fail/bad mask", env: []string{"MCPAUTHZ_DECISION_LOG_MASK=/attributes/x"}, wantErr: "decision_log.mask"},
 		{name: "fail/bad log level", args: []string{"--log-level", "loud"}, wantErr: "log.level"},
 		{name: "fail/half a TLS pair", env: []string{"MCPAUTHZ_GRPC_TLS_CERT_FILE=" + good}, wantErr: "grpc.tls"},
+		{name: "fail/limits redis URL", env: []string{"MCPAUTHZ_LIMITS_REDIS=http://:hunter2@cache"}, wantErr: "limits.redis"},
+		{name: "fail/limits timeout", env: []string{"MCPAUTHZ_LIMITS_TIMEOUT=5s"}, wantErr: "limits.timeout"},
+		{name: "fail/limits retry interval", env: []string{"MCPAUTHZ_LIMITS_RETRY_INTERVAL=1ms"}, wantErr: "limits.retry_interval"},
+		{name: "fail/negative replicas", env: []string{"MCPAUTHZ_LIMITS_REPLICAS=-1"}, wantErr: "limits.replicas"},
+		{name: "fail/no local keys", env: []string{"MCPAUTHZ_LIMITS_MAX_KEYS=0"}, wantErr: "limits.max_keys"},
+		{name: "fail/usage persisted without redis", env: []string{"MCPAUTHZ_LIMITS_POSTGRES=postgres://db/limits"}, wantErr: "set limits.redis too"},
+		{name: "fail/persist interval", env: []string{"MCPAUTHZ_LIMITS_PERSIST_INTERVAL=100ms"}, wantErr: "limits.persist_interval"},
 		{name: "fail/relative MCP path", env: []string{"MCPAUTHZ_MCP_PATHS=mcp"}, wantErr: "mcp.paths"},
 	}
 	for _, tt := range tests {

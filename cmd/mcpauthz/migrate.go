@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/identity/postgres"
 	"github.com/mcpauthz/mcpauthz/identity/sqlite"
+	"github.com/mcpauthz/mcpauthz/quotas/pgusage"
 )
 
 // runMigrate is `mcpauthz migrate`: it applies the migrations embedded in
@@ -35,7 +36,32 @@ func runMigrate(ctx context.Context, args, environ []string, stdout, stderr io.W
 		return err
 	}
 	fmt.Fprintf(stdout, "identity store %s: %s\n", describeStore(cfg.Identity.Store), m)
+	if cfg.Limits.Postgres != "" {
+		m, err := migrateUsage(ctx, cfg.Limits.Postgres)
+		if err != nil {
+			return fmt.Errorf("limits.postgres: %w", err)
+		}
+		fmt.Fprintf(stdout, "quota usage store %s: %s\n", describeStore(cfg.Limits.Postgres), m)
+	}
 	return nil
+}
+
+// migrateUsage applies the quota usage store's migrations (its own
+// tables and version table, beside the identity store's or not).
+func migrateUsage(ctx context.Context, rawURL string) (m migration, err error) {
+	db, err := openPostgresDB(ctx, rawURL)
+	if err != nil {
+		return m, err
+	}
+	defer db.Close()
+	if m.From, err = pgusage.Version(ctx, db); err != nil {
+		return m, err
+	}
+	if err := pgusage.Migrate(ctx, db); err != nil {
+		return m, err
+	}
+	m.To, err = pgusage.Version(ctx, db)
+	return m, err
 }
 
 // storeFlagSet returns the flags of the commands that work on the identity

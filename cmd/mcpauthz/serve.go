@@ -28,6 +28,8 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/mcp"
+	"github.com/mcpauthz/mcpauthz/quotas"
+	"github.com/mcpauthz/mcpauthz/quotas/memquota"
 )
 
 // shutdownTimeout bounds the graceful stop of each listener.
@@ -50,6 +52,10 @@ type sidecar struct {
 	adminLis  net.Listener
 	decisions *decisionlog.Logger
 	closers   []io.Closer
+
+	limiter      *quotas.Fallback  // with limits.redis
+	localLimiter *memquota.Limiter // the in-process limits, or the fallback's
+	localLeases  *memquota.Leases  // without limits.redis
 
 	store    *sqlstore.Store // the identity store, when credentials read it
 	usage    *identity.Usage // where API key use is recorded
@@ -107,8 +113,14 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if s.resource, err = cfg.MCP.Resource.protectedResource(); err != nil {
 		return nil, fmt.Errorf("mcp.resource: %w", err)
 	}
+	limiter, leaser, err := s.buildLimiter(ctx)
+	if err != nil {
+		return nil, err
+	}
 	aopts := []extauthz.Option{
 		extauthz.WithIdentityVerifier(verifier),
+		extauthz.WithLimiter(limiter),
+		extauthz.WithLeaser(leaser),
 		extauthz.WithProtectedResource(s.resource),
 		extauthz.WithTimeout(time.Duration(cfg.Policy.Timeout)),
 		extauthz.WithLogger(log),
@@ -166,6 +178,7 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		MaxRecvMsgBytes: cfg.GRPC.MaxRecvMsgBytes,
 		TLS:             grpcTLS,
 		ShutdownTimeout: shutdownTimeout,
+		Releaser:        leaser,
 	}, log)
 	if s.listensForRevocations {
 		s.grpc.SetComponentServing(revocationsHealth, false) // until subscribed

@@ -60,6 +60,7 @@ type APIKeyVerifier struct {
 type keyGrant struct {
 	key  identity.APIKey
 	tier identity.Tier
+	zone string        // the organization's time zone
 	role identity.Role // "" when the creator is no longer a member
 }
 
@@ -130,6 +131,7 @@ func (v *APIKeyVerifier) Verify(ctx context.Context, req *extauthz.Request) (ext
 		UserID:        g.key.CreatedBy,
 		Tenant:        g.key.OrgID,
 		Tier:          string(g.tier),
+		TimeZone:      g.zone,
 		OrgRole:       string(g.role),
 		Scopes:        g.key.Scopes,
 		APIKey: &extauthz.APIKeyInfo{ID: g.key.ID, Name: g.key.Name, Tier: string(g.tier),
@@ -182,7 +184,7 @@ func (v *APIKeyVerifier) grant(ctx context.Context, d token.Digest) (*keyGrant, 
 	if err != nil {
 		return nil, fmt.Errorf("API key organization: %w", err)
 	}
-	g := &keyGrant{key: *k, tier: lowerTier(k.Tier, org.Tier)}
+	g := &keyGrant{key: *k, tier: lowerTier(k.Tier, org.Tier), zone: org.TimeZone}
 	m, err := v.store.Membership(ctx, k.OrgID, k.CreatedBy)
 	switch {
 	case err == nil:

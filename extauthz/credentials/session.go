@@ -54,7 +54,7 @@ type SessionVerifier struct {
 	sessions *memo[token.Digest, identity.Session]
 	users    *memo[string, identity.User]
 	members  *memo[memberKey, identity.Role] // "" for not a member
-	tiers    *memo[string, identity.Tier]    // by organization
+	plans    *memo[string, orgPlan]          // by organization
 }
 
 type memberKey struct{ org, user string }
@@ -92,7 +92,7 @@ func WithSessionCacheSize(n int) SessionOption {
 		v.sessions = newMemo[token.Digest, identity.Session](n)
 		v.users = newMemo[string, identity.User](n)
 		v.members = newMemo[memberKey, identity.Role](n)
-		v.tiers = newMemo[string, identity.Tier](n)
+		v.plans = newMemo[string, orgPlan](n)
 	}
 }
 
@@ -161,15 +161,15 @@ func (v *SessionVerifier) Verify(ctx context.Context, req *extauthz.Request) (ex
 		if role != "" {
 			id.Tenant, id.OrgRole = sess.ActiveOrgID, string(role)
 			id.Roles = append(id.Roles, string(role))
-			tier, err := v.tier(ctx, sess.ActiveOrgID)
+			plan, err := v.plan(ctx, sess.ActiveOrgID)
 			if err != nil {
 				return extauthz.Identity{}, err
 			}
-			id.Tier = string(tier)
+			id.Tier, id.TimeZone = string(plan.tier), plan.timeZone
 		}
 	}
 	if v.signed != nil {
-		id.SetCookie = v.signed.issue(d, sess, u, id.Tenant, id.Tier, role, now)
+		id.SetCookie = v.signed.issue(d, sess, u, &id, role, now)
 	}
 	return id, nil
 }
@@ -341,22 +341,30 @@ func (v *SessionVerifier) role(ctx context.Context, org, user string) (identity.
 	return r, nil
 }
 
-// tier returns the organization's tier, from memory or the store.
-func (v *SessionVerifier) tier(ctx context.Context, org string) (identity.Tier, error) {
+// orgPlan is what an identity carries of its organization.
+type orgPlan struct {
+	tier     identity.Tier
+	timeZone string
+}
+
+// plan returns the organization's tier and time zone, from memory or the
+// store.
+func (v *SessionVerifier) plan(ctx context.Context, org string) (orgPlan, error) {
 	now := v.now()
-	if t, ok := v.tiers.get(org, now, v.fresh.MaxAge()); ok {
-		return t, nil
+	if p, ok := v.plans.get(org, now, v.fresh.MaxAge()); ok {
+		return p, nil
 	}
-	gen := v.tiers.generation()
+	gen := v.plans.generation()
 	o, err := v.store.OrgByID(ctx, org)
 	if errors.Is(err, identity.ErrNotFound) {
-		return identity.TierFree, nil // deleted meanwhile: the membership goes with it
+		return orgPlan{tier: identity.TierFree}, nil // deleted meanwhile: the membership goes with it
 	}
 	if err != nil {
-		return "", fmt.Errorf("organization store: %w", err)
+		return orgPlan{}, fmt.Errorf("organization store: %w", err)
 	}
-	v.tiers.put(org, o.Tier, gen, now, now.Add(24*time.Hour))
-	return o.Tier, nil
+	p := orgPlan{tier: o.Tier, timeZone: o.TimeZone}
+	v.plans.put(org, p, gen, now, now.Add(24*time.Hour))
+	return p, nil
 }
 
 // Evict drops what a revocation event makes stale: the sessions it names,
@@ -378,9 +386,9 @@ func (v *SessionVerifier) Evict(ev identity.Event) {
 		v.members.evict(func(k memberKey, _ identity.Role) bool { return k.org == ev.OrgID && k.user == ev.UserID })
 	case identity.EventOrgDeleted:
 		v.members.evict(func(k memberKey, _ identity.Role) bool { return k.org == ev.OrgID })
-		v.tiers.evict(func(org string, _ identity.Tier) bool { return org == ev.OrgID })
+		v.plans.evict(func(org string, _ orgPlan) bool { return org == ev.OrgID })
 	case identity.EventOrgChanged:
-		v.tiers.evict(func(org string, _ identity.Tier) bool { return org == ev.OrgID })
+		v.plans.evict(func(org string, _ orgPlan) bool { return org == ev.OrgID })
 	}
 	if len(ev.SessionIDs) > 0 {
 		v.sessions.evict(func(_ token.Digest, s identity.Session) bool { return slices.Contains(ev.SessionIDs, s.ID) })
@@ -396,5 +404,5 @@ func (v *SessionVerifier) Purge() {
 	v.sessions.evict(nil)
 	v.users.evict(nil)
 	v.members.evict(nil)
-	v.tiers.evict(nil)
+	v.plans.evict(nil)
 }

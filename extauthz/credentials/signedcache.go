@@ -46,6 +46,7 @@ type signedPayload struct {
 	User     string   `json:"u"`
 	Tenant   string   `json:"t,omitempty"`
 	Tier     string   `json:"tr,omitempty"`
+	TimeZone string   `json:"tz,omitempty"`
 	OrgRole  string   `json:"r,omitempty"`
 	Platform []string `json:"p,omitempty"`
 	AuthTime int64    `json:"a"`
@@ -121,7 +122,7 @@ func (c *SignedSessionCache) identity(value string, d token.Digest, now time.Tim
 	}
 	id := extauthz.Identity{
 		Authenticated: true, Method: extauthz.MethodSession, Subject: p.User, UserID: p.User,
-		Tenant: p.Tenant, Tier: p.Tier, OrgRole: p.OrgRole, Roles: append(platformRoles(p.Platform), nonEmpty(p.OrgRole)...),
+		Tenant: p.Tenant, Tier: p.Tier, TimeZone: p.TimeZone, OrgRole: p.OrgRole, Roles: append(platformRoles(p.Platform), nonEmpty(p.OrgRole)...),
 		Session: &extauthz.SessionInfo{ID: p.Session, AuthTime: time.Unix(p.AuthTime, 0)},
 	}
 	return id, true
@@ -135,9 +136,9 @@ func nonEmpty(s string) []string {
 }
 
 // issue returns the Set-Cookie value vouching for the verified session.
-func (c *SignedSessionCache) issue(d token.Digest, s *identity.Session, u *identity.User, tenant, tier string, role identity.Role, now time.Time) string {
+func (c *SignedSessionCache) issue(d token.Digest, s *identity.Session, u *identity.User, id *extauthz.Identity, role identity.Role, now time.Time) string {
 	raw, _ := json.Marshal(signedPayload{
-		Session: s.ID, User: u.ID, Tenant: tenant, Tier: tier, OrgRole: string(role), Platform: u.PlatformRoles,
+		Session: s.ID, User: u.ID, Tenant: id.Tenant, Tier: id.Tier, TimeZone: id.TimeZone, OrgRole: string(role), Platform: u.PlatformRoles,
 		AuthTime: s.AuthTime.Unix(), Expires: s.ExpiresAt.Unix(), Issued: now.UnixNano(),
 	})
 	payload := base64.RawURLEncoding.EncodeToString(raw)

@@ -77,6 +77,10 @@ type Config struct {
 	// while a kept worker's stack stays grown. Checks beyond the pool get a
 	// goroutine of their own.
 	StreamWorkers int
+	// Releaser, when set, is handed the leases of finished requests: the
+	// listener then also serves Envoy's access log service, so an HTTP
+	// gRPC access logger pointed at it releases concurrency leases.
+	Releaser Releaser
 }
 
 // Listener runs the ext_authz gRPC server.
@@ -114,6 +118,9 @@ func NewListener(lis net.Listener, svc *Service, cfg Config, log *slog.Logger) *
 	authv3.RegisterAuthorizationServer(server, svc)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(server, hs)
+	if cfg.Releaser != nil {
+		RegisterAccessLog(server, cfg.Releaser, log)
+	}
 	reflection.Register(server)
 	return &Listener{lis: lis, server: server, health: hs, cfg: cfg, log: log}
 }

@@ -50,7 +50,7 @@ var keys = func() map[string]*ast.Term {
 		"size", "protocol", "body", "rawBody",
 		// identity
 		"authenticated", "subject", "user_id", "tenant", "org_role", "roles", "permissions",
-		"scopes", "claims", "session", "auth_time", "age_seconds", "api_key", "name", "tier",
+		"scopes", "claims", "session", "auth_time", "age_seconds", "api_key", "name", "tier", "time_zone",
 		"allowed_tools",
 		// mcp
 		"tool", "uri", "prompt", "protocol_version", "session_id", "is_notification",
@@ -58,7 +58,8 @@ var keys = func() map[string]*ast.Term {
 		// decision
 		"allowed", "reason", "http_status", "body", "dynamic_metadata", "response_headers_to_add",
 		"request_headers_to_remove", "query_parameters_to_set", "query_parameters_to_remove",
-		"challenge", "error", "error_description", "scope", "max_age",
+		"challenge", "error", "error_description", "scope", "max_age", "limits", "quotas",
+		"rate_limit_headers", "concurrency",
 		// headers
 		":authority", ":method", ":path", ":scheme", "accept", "accept-encoding",
 		"authorization", "content-length", "content-type", "cookie", "host", "user-agent",
@@ -643,13 +644,14 @@ func (b *builder) identity(id *extauthz.Identity, now time.Time, use *bundles.In
 	if id == nil || id.IsAnonymous() {
 		return anonymous
 	}
-	o := b.object(use, 13)
+	o := b.object(use, 14)
 	o.set("authenticated", boolTerm(id.Authenticated))
 	o.setStr("method", cmp.Or(id.Method, extauthz.MethodNone))
 	o.setStr("subject", id.Subject)
 	o.setStr("user_id", id.UserID)
 	o.setStr("tenant", id.Tenant)
 	o.setStr("tier", id.Tier)
+	o.setStr("time_zone", id.TimeZone)
 	o.setStr("org_role", id.OrgRole)
 	if o.wants("roles") != nil {
 		o.set("roles", b.strings(id.Roles))

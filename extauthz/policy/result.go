@@ -124,6 +124,28 @@ func objectDecision(obj ast.Object) (extauthz.Decision, error) {
 			return d, fieldErr("query_parameters_to_remove", err)
 		}
 	}
+	if t := field("limits"); t != nil {
+		if d.Take.Limits, err = limitsField(t.Value); err != nil {
+			return d, fieldErr("limits", err)
+		}
+	}
+	if t := field("quotas"); t != nil {
+		if d.Take.Quotas, err = quotasField(t.Value); err != nil {
+			return d, fieldErr("quotas", err)
+		}
+	}
+	if t := field("concurrency"); t != nil {
+		if d.Leases, err = concurrencyField(t.Value); err != nil {
+			return d, fieldErr("concurrency", err)
+		}
+	}
+	if t := field("rate_limit_headers"); t != nil {
+		b, ok := t.Value.(ast.Boolean)
+		if !ok {
+			return d, fieldErr("rate_limit_headers", errors.New("not a boolean"))
+		}
+		d.RateLimitHeaders = bool(b)
+	}
 	return d, nil
 }
 

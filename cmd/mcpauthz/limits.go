@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpauthz/mcpauthz/quotas"
+	"github.com/mcpauthz/mcpauthz/quotas/memquota"
+	"github.com/mcpauthz/mcpauthz/quotas/pgusage"
+	"github.com/mcpauthz/mcpauthz/quotas/redisquota"
+)
+
+// LimitsConfig is where the rate limits and quotas the policy asks for are
+// counted: in Redis when redis is set (shared by every replica), else in
+// process (one instance; `mcpauthz dev`).
+type LimitsConfig struct {
+	// Redis is a redis://, rediss:// or unix:// URL.
+	Redis       string `yaml:"redis"`
+	RedisPrefix string `yaml:"redis_prefix"`
+	// Timeout bounds each call to Redis: a paused Redis costs a decision
+	// this much, then limits fall back to their on_backend_error mode.
+	Timeout Duration `yaml:"timeout"`
+	// RetryInterval is how long an unreachable Redis is left alone before
+	// a request tries it again.
+	RetryInterval Duration `yaml:"retry_interval"`
+	// Replicas is how many sidecars share the limits, for the in-process
+	// fallback's share of each; 0 counts them through Redis heartbeats.
+	Replicas int `yaml:"replicas"`
+	// MaxKeys bounds the limits and quotas counted in process (the
+	// in-process limiter, and the fallback's).
+	MaxKeys int `yaml:"max_keys"`
+	// Postgres, with redis, is where quota usage is saved every
+	// persist_interval and restored from when Redis loses it (a restart,
+	// a flush, a failover), so a month of usage survives Redis. The schema
+	// is created by `mcpauthz migrate`.
+	Postgres        string   `yaml:"postgres"`
+	PersistInterval Duration `yaml:"persist_interval"`
+}
+
+func limitsDefaults() LimitsConfig {
+	return LimitsConfig{
+		RedisPrefix:     redisquota.DefaultPrefix,
+		Timeout:         Duration(quotas.DefaultSharedTimeout),
+		RetryInterval:   Duration(quotas.DefaultRetryInterval),
+		MaxKeys:         memquota.DefaultMaxKeys,
+		PersistInterval: Duration(pgusage.DefaultInterval),
+	}
+}
+
+func (c LimitsConfig) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Redis != "" {
+		if _, err := redis.ParseURL(c.Redis); err != nil {
+			bad("limits.redis: not a valid Redis URL") // it may hold a password
+		}
+	}
+	if c.RedisPrefix == "" {
+		bad("limits.redis_prefix: must not be empty")
+	}
+	if t := time.Duration(c.Timeout); t <= 0 || t > time.Second {
+		bad("limits.timeout: %s is outside (0, 1s]", t)
+	}
+	if r := time.Duration(c.RetryInterval); r < 10*time.Millisecond || r > time.Minute {
+		bad("limits.retry_interval: %s is outside [10ms, 1m]", r)
+	}
+	if c.Replicas < 0 {
+		bad("limits.replicas: must not be negative")
+	}
+	if c.MaxKeys < 1 {
+		bad("limits.max_keys: must be at least 1")
+	}
+	if c.Postgres != "" {
+		if c.Redis == "" {
+			bad("limits.postgres: set limits.redis too; usage counted in process is not persisted")
+		}
+		if _, err := pgx.ParseConfig(c.Postgres); err != nil {
+			bad("limits.postgres: the postgres URL cannot be parsed") // it may hold a password
+		}
+	}
+	if p := time.Duration(c.PersistInterval); p < time.Second || p > time.Hour {
+		bad("limits.persist_interval: %s is outside [1s, 1h]", p)
+	}
+	return errors.Join(errs...)
+}
+
+// buildLimiter makes the limiter the authorizer takes limits from, and
+// the leaser holding concurrency slots: in Redis when limits.redis is set,
+// else in process. Leases have no fallback: while Redis is unreachable a
+// request the policy caps is refused (503), since slots held elsewhere
+// cannot be counted.
+func (s *sidecar) buildLimiter(ctx context.Context) (quotas.Limiter, quotas.Leaser, error) {
+	c := s.cfg.Limits
+	local := memquota.New(memquota.WithMaxKeys(c.MaxKeys))
+	s.background = append(s.background, local.Run)
+	s.localLimiter = local
+	if c.Redis == "" {
+		leases := memquota.NewLeases(memquota.WithMaxLeases(c.MaxKeys))
+		s.background = append(s.background, leases.Run)
+		s.localLeases = leases
+		return local, leases, nil
+	}
+	opt, err := redis.ParseURL(c.Redis)
+	if err != nil {
+		return nil, nil, errors.New("limits.redis: not a valid Redis URL")
+	}
+	opt.ContextTimeoutEnabled = true
+	timeout := time.Duration(c.Timeout)
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+	// A retry would outlast the timeout: the fallback decides instead.
+	opt.MaxRetries = -1
+	rdb := redis.NewClient(opt)
+	s.closers = append(s.closers, rdb)
+
+	replicas := func() int { return c.Replicas }
+	if c.Replicas == 0 {
+		r := redisquota.NewReplicas(rdb, c.RedisPrefix, replicaID(), redisquota.DefaultHeartbeat, s.log)
+		s.background = append(s.background, r.Run)
+		replicas = r.Count
+	}
+	shared := redisquota.New(rdb, redisquota.WithPrefix(c.RedisPrefix))
+	if c.Postgres != "" {
+		store, err := pgusage.Open(ctx, c.Postgres, pgusage.Options{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("limits.postgres: %w", err)
+		}
+		s.closers = append(s.closers, closerFunc(store.Close))
+		sync := pgusage.NewSyncer(shared, store, pgusage.WithInterval(time.Duration(c.PersistInterval)),
+			pgusage.WithLogger(s.log.With("component", "quota-usage")))
+		s.background = append(s.background, sync.Run)
+	}
+	s.limiter = quotas.NewFallback(shared, local, replicas,
+		quotas.WithSharedTimeout(timeout), quotas.WithRetryInterval(time.Duration(c.RetryInterval)),
+		quotas.WithFallbackLogger(s.log))
+	return s.limiter, redisquota.NewLeases(rdb, redisquota.WithLeasePrefix(c.RedisPrefix)), nil
+}
+
+// replicaID names this process among the replicas: the host name and a
+// random suffix, since restarts and containers reuse host names.
+func replicaID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 6)
+	rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
+}
+
+// closerFunc is a Close without an error as an io.Closer.
+type closerFunc func()
+
+func (f closerFunc) Close() error { f(); return nil }
