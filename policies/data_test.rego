@@ -79,6 +79,32 @@ test_tiers_are_complete if {
 	config.tiers[config.default_tier]
 	every _, t in config.tiers {
 		is_number(t.limit_multiplier)
+		is_number(t.weight)
+		t.weight > 0
+	}
+}
+
+test_fair_shares_are_complete if {
+	is_number(config.limits.max_tenant_share)
+	config.limits.max_tenant_share > 0
+	config.limits.max_tenant_share <= 1
+	every def in limit_definitions {
+		share_complete(def)
+	}
+}
+
+share_complete(def) if not def.share
+
+share_complete(def) if {
+	is_string(def.share.pool)
+	def.share.pool != ""
+	every name, _ in def.share {
+		name in {"pool", "max_share"}
+	}
+	every v in object.filter(def.share, ["max_share"]) {
+		is_number(v)
+		v > 0
+		v <= 1
 	}
 }
 

@@ -1,8 +1,8 @@
 # Rate limits and quotas: an allowed (non-public) request carries the
 # limits that apply to it, and the sidecar takes them atomically.
 #
-#   limits: [{name, key, limit, window, cost}]
-#   quotas: [{name, key, limit, period}]
+#   limits: [{name, key, limit, window, cost, share?}]
+#   quotas: [{name, key, limit, period, time_zone?}]
 #
 # Which apply (all from data):
 #   - config.limits.all: every request of an authenticated principal;
@@ -21,6 +21,24 @@
 #   config.default_tier when absent or unknown.
 # A quota definition is {name, per, bucket?, period, limit_by_tier}.
 #
+# A limit definition with share: {pool, max_share?} is a weighted fair
+# share of a pool's global capacity: limit per window is the pool's
+# capacity, the same for every principal (neither the tier's multiplier
+# nor limit_by_role applies), and the key names who takes from it (per
+# "tenant": the tenant). The entry carries
+#   share: {pool, weight, max_share}
+# pool   the definition's pool, "{tool}" in it replaced by the called tool's
+#        name, escaped as ids are ("tool:{tool}" → "tool:search");
+# weight config.tiers[<tier>].weight (free 1, pro 3, enterprise 10);
+# max_share  the definition's max_share, else config.limits.max_tenant_share:
+#        the most of the capacity one taker may hold while others are
+#        active in the pool.
+#
+# A quota counting the identity's own tenant (per "tenant", the target
+# tenant the identity's) carries the identity's time_zone when it has one,
+# so that days and months follow the organization's calendar; any other
+# quota counts in UTC.
+#
 # cost: a tools/call costs config.risk_classes[<risk>].cost (see mcp.rego
 # for the risk); anything else config.limits.default_cost.
 #
@@ -34,9 +52,11 @@
 # only to them; a "tenant" one applies where the request acts in a tenant.
 #
 # A definition that applies but cannot be built (an unknown "per", a
-# principal without the id its key needs, a tier without a multiplier or
-# without a quota) denies the request as limit_misconfigured: a limit the
-# policy meant to set is never silently dropped.
+# principal without the id its key needs, a tier without a multiplier, a
+# weight or a quota, a share without a pool or with a max_share outside
+# (0, 1], a "{tool}" pool for a request calling no tool) denies the request
+# as limit_misconfigured: a limit the policy meant to set is never silently
+# dropped.
 package mcpauthz.authz
 
 import data.mcpauthz.config
@@ -79,7 +99,44 @@ limit_entry(def) := {
 	"limit": floor(base_limit(def) * multiplier),
 	"window": def.window,
 	"cost": request_cost,
+} if not def.share
+
+limit_entry(def) := {
+	"name": def.name,
+	"key": rate_key(def),
+	"limit": object.get(def, "limit", 0),
+	"window": def.window,
+	"cost": request_cost,
+	"share": share_entry(def.share),
+} if def.share
+
+# share_entry(share): the pool, the tier's weight and the cap, or undefined
+# when one of them is missing or out of range.
+share_entry(share) := {"pool": pool, "weight": weight, "max_share": tenant_cap} if {
+	pool := share_pool(share.pool)
+	weight := config.tiers[tier].weight
+	is_number(weight)
+	weight > 0
+	tenant_cap := max_tenant_share(share)
+	is_number(tenant_cap)
+	tenant_cap > 0
+	tenant_cap <= 1
 }
+
+share_pool(pool) := replace(pool, "{tool}", urlquery.encode(input.mcp.tool)) if {
+	is_string(pool)
+	contains(pool, "{tool}")
+}
+
+share_pool(pool) := pool if {
+	is_string(pool)
+	pool != ""
+	not contains(pool, "{tool}")
+}
+
+max_tenant_share(share) := share.max_share if is_number(share.max_share)
+
+max_tenant_share(share) := config.limits.max_tenant_share if not share.max_share
 
 quota_definitions contains def if {
 	mcp_request
@@ -97,12 +154,23 @@ quotas := [quota_entry(def) |
 	applies(def)
 ]
 
-quota_entry(def) := {
-	"name": def.name,
-	"key": rate_key(def),
-	"limit": def.limit_by_tier[tier],
-	"period": def.period,
-}
+quota_entry(def) := object.union(
+	{
+		"name": def.name,
+		"key": rate_key(def),
+		"limit": def.limit_by_tier[tier],
+		"period": def.period,
+	},
+	quota_zone(def),
+)
+
+# quota_zone(def): the identity's time zone, for a quota of its own tenant.
+quota_zone(def) := {"time_zone": input.identity.time_zone} if {
+	def.per == "tenant"
+	target_tenant == input.identity.tenant
+	is_string(input.identity.time_zone)
+	input.identity.time_zone != ""
+} else := {}
 
 # applies(def): whether def counts this request (see "Keys" above). A "per"
 # that is none of the four always applies, and then fails to build.
