@@ -98,7 +98,7 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 		_, next, id := q.Period.Bounds(now, q.Location)
 		resets[i] = next
 		keys = append(keys, l.prefix+":q:"+q.Key+":"+id)
-		args = append(args, q.Limit, next.Add(QuotaRetention).Unix())
+		args = append(args, q.Limit, next.Add(QuotaRetention).Sub(now).Milliseconds())
 	}
 	if len(keys) == 0 {
 		return quotas.Result{Allowed: true, Limits: []quotas.LimitState{}, Quotas: []quotas.QuotaState{}}, nil

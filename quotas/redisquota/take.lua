@@ -7,8 +7,9 @@
 --       the server's TIME), then per limit: interval, tolerance (both in
 --       microseconds), cost and tenant ("" but for a fair-share limit),
 --       and for a fair-share limit its class ("<weight>|<max share>") and
---       window (microseconds); per quota: limit and the unix second its
---       period's key may expire at.
+--       window (microseconds); per quota: limit and how long (ms) its
+--       period's key is kept from now (relative, so a limiter on a test
+--       clock writes keys that live as long as on the real one).
 -- Returns: {allowed, then per limit: allowed, remaining, reset (µs),
 --           retry after (µs); per quota: allowed, used}.
 --
@@ -220,7 +221,7 @@ local expiries = {}
 for j = 1, nq do
   local key = KEYS[k]
   k = k + 1
-  local limit, expireat = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local limit, keep = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
   local u = used[key]
   if u == nil then
@@ -233,7 +234,7 @@ for j = 1, nq do
     allowed = 0
   end
   used[key] = u
-  expiries[key] = expireat
+  expiries[key] = keep
   out[#out + 1] = ok
   out[#out + 1] = u
 end
@@ -264,7 +265,7 @@ for key, tat in pairs(tats) do
   redis.call("SET", key, int(tat), "PX", int(math.max(1, math.ceil((tat - now) / 1000))))
 end
 for key, u in pairs(used) do
-  redis.call("SET", key, int(u), "EXAT", int(expiries[key]))
+  redis.call("SET", key, int(u), "PX", int(math.max(1, expiries[key])))
 end
 for _, p in pairs(pools) do
   local active, tenants, classes = p.keys[1], p.keys[2], p.keys[3]

@@ -173,7 +173,7 @@ func (l *Limiter) Restore(ctx context.Context, usage []quotas.Usage) error {
 	}
 	for len(live) > 0 {
 		n := min(len(live), usageBatch)
-		if err := l.restore(ctx, p, live[:n]); err != nil {
+		if err := l.restore(ctx, p, live[:n], now); err != nil {
 			return usageError(err)
 		}
 		live = live[n:]
@@ -183,12 +183,14 @@ func (l *Limiter) Restore(ctx context.Context, usage []quotas.Usage) error {
 
 // restore runs the script for each record of batch in one pipeline, by
 // its digest, and sends the script itself if the server does not know it.
-func (l *Limiter) restore(ctx context.Context, p counterPipeliner, batch []quotas.Usage) error {
+// Expiries go as times to live from now on the limiter's clock, as Take
+// sets them.
+func (l *Limiter) restore(ctx context.Context, p counterPipeliner, batch []quotas.Usage, now time.Time) error {
 	run := func(eval func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd) (noScript bool, err error) {
 		pipe := p.Pipeline()
 		cmds := make([]*redis.Cmd, len(batch))
 		for i, u := range batch {
-			cmds[i] = eval(ctx, pipe, []string{l.counterKey(u)}, strconv.FormatInt(u.Used, 10), u.Expires.Unix())
+			cmds[i] = eval(ctx, pipe, []string{l.counterKey(u)}, strconv.FormatInt(u.Used, 10), max(1, u.Expires.Sub(now).Milliseconds()))
 		}
 		pipe.Exec(ctx) // errors are read per command below
 		for _, c := range cmds {
