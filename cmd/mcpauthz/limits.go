@@ -22,8 +22,10 @@ import (
 // counted: in Redis when redis is set (shared by every replica), else in
 // process (one instance; `mcpauthz dev`).
 type LimitsConfig struct {
-	// Redis is a redis://, rediss:// or unix:// URL.
+	// Redis is a redis://, rediss:// or unix:// URL; with cluster, a
+	// Redis Cluster's seed nodes: redis://host1:6379?addr=host2:6379&addr=host3:6379.
 	Redis       string `yaml:"redis"`
+	Cluster     bool   `yaml:"cluster"`
 	RedisPrefix string `yaml:"redis_prefix"`
 	// Timeout bounds each call to Redis: a paused Redis costs a decision
 	// this much, then limits fall back to their on_backend_error mode.
@@ -59,8 +61,10 @@ func (c LimitsConfig) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Redis != "" {
-		if _, err := redis.ParseURL(c.Redis); err != nil {
-			bad("limits.redis: not a valid Redis URL") // it may hold a password
+		if r, err := c.redisClient(); err != nil {
+			bad("%v", err)
+		} else {
+			r.Close()
 		}
 	}
 	if c.RedisPrefix == "" {
@@ -108,17 +112,12 @@ func (s *sidecar) buildLimiter(ctx context.Context) (quotas.Limiter, quotas.Leas
 		s.localLeases = leases
 		return local, leases, nil
 	}
-	opt, err := redis.ParseURL(c.Redis)
+	rdb, err := c.redisClient()
 	if err != nil {
-		return nil, nil, errors.New("limits.redis: not a valid Redis URL")
+		return nil, nil, err
 	}
-	opt.ContextTimeoutEnabled = true
-	timeout := time.Duration(c.Timeout)
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
-	// A retry would outlast the timeout: the fallback decides instead.
-	opt.MaxRetries = -1
-	rdb := redis.NewClient(opt)
 	s.closers = append(s.closers, rdb)
+	timeout := time.Duration(c.Timeout)
 
 	replicas := func() int { return c.Replicas }
 	if c.Replicas == 0 {
@@ -141,6 +140,37 @@ func (s *sidecar) buildLimiter(ctx context.Context) (quotas.Limiter, quotas.Leas
 		quotas.WithSharedTimeout(timeout), quotas.WithRetryInterval(time.Duration(c.RetryInterval)),
 		quotas.WithFallbackLogger(s.log))
 	return s.limiter, redisquota.NewLeases(rdb, redisquota.WithLeasePrefix(c.RedisPrefix)), nil
+}
+
+// limitsRedis is a Redis client or a Redis Cluster's.
+type limitsRedis interface {
+	redis.Cmdable
+	Close() error
+}
+
+// redisClient connects to limits.redis with every call bounded by
+// limits.timeout and no retries: a retry would outlast the timeout, and
+// the fallback decides instead.
+func (c LimitsConfig) redisClient() (limitsRedis, error) {
+	timeout := time.Duration(c.Timeout)
+	if c.Cluster {
+		opt, err := redis.ParseClusterURL(c.Redis)
+		if err != nil {
+			return nil, errors.New("limits.redis: not a valid Redis Cluster URL") // it may hold a password
+		}
+		opt.ContextTimeoutEnabled = true
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+		opt.MaxRetries = -1
+		return redis.NewClusterClient(opt), nil
+	}
+	opt, err := redis.ParseURL(c.Redis)
+	if err != nil {
+		return nil, errors.New("limits.redis: not a valid Redis URL") // it may hold a password
+	}
+	opt.ContextTimeoutEnabled = true
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+	opt.MaxRetries = -1
+	return redis.NewClient(opt), nil
 }
 
 // replicaID names this process among the replicas: the host name and a

@@ -131,6 +131,37 @@ func TestRateLimitedThroughTheSidecar(t *testing.T) {
 	}
 }
 
+// TestLimitsOnRedisCluster: limits.cluster takes the policy's limits in a
+// Redis Cluster, where the request's keys fall in different slots.
+func TestLimitsOnRedisCluster(t *testing.T) {
+	rdb := testredis.StartCluster(t, 3)
+	addrs := rdb.Options().Addrs
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"authz.rego": limitedPolicy})
+	cfg := loopback(Defaults())
+	cfg.Policy.Bundle = dir
+	cfg.Limits.Redis = "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2]
+	cfg.Limits.Cluster = true
+	cfg.Limits.Timeout = Duration(200 * time.Millisecond) // a cluster client learns the slots on first use
+	s, _ := startSidecar(t, cfg, io.Discard)
+	client := dial(t, s.grpc.Addr().String())
+	for i := range 4 {
+		resp, err := client.Check(context.Background(), checkRequest("search", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if allowed := resp.GetStatus().GetCode() == int32(codes.OK); allowed != (i < 3) {
+			t.Fatalf("call %d: %v", i+1, resp)
+		}
+		if i == 2 && responseHeader(resp, "ratelimit") == "" {
+			t.Errorf("call %d: no RateLimit header", i+1)
+		}
+	}
+	if st := s.limiter.Stats(); st.Fallbacks != 0 {
+		t.Errorf("fell back %d times with the cluster up", st.Fallbacks)
+	}
+}
+
 // TestLimitsFallBackWhenRedisFails: with limits in Redis, a paused Redis
 // costs no decision its budget; limits fall back to this replica's share,
 // /readyz and /metrics say so, and once Redis answers again the shared

@@ -64,53 +64,82 @@ func New(rdb redis.Scripter, opts ...Option) *Limiter {
 }
 
 // Take checks every limit and quota of req and, if all admit it, takes
-// them, in one round trip.
+// them, in one round trip. On a Redis Cluster whose slots split the
+// request's keys, it takes slot by slot and gives back what earlier slots
+// took when a later one refuses (see takeSlots).
 func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, error) {
 	if err := req.Validate(); err != nil {
 		return quotas.Result{}, err
 	}
+	if req.Empty() {
+		return quotas.Result{Allowed: true, Limits: []quotas.LimitState{}, Quotas: []quotas.QuotaState{}}, nil
+	}
 	now := l.now()
+	if parts := l.split(req, now); len(parts) > 1 {
+		return l.takeSlots(ctx, req, parts, now)
+	}
+	res, _, err := l.take(ctx, req, now)
+	return res, err
+}
+
+// take runs the take script for req: the result, and for a refund the
+// time each limit took then, per limit, whether it made its tenant active.
+func (l *Limiter) take(ctx context.Context, req quotas.Request, now time.Time) (quotas.Result, []int64, error) {
 	keys := make([]string, 0, len(req.Limits)+len(req.Quotas))
 	args := make([]any, 0, 3+4*len(req.Limits)+2*len(req.Quotas))
-	args = append(args, len(req.Limits), len(req.Quotas), "")
-	if l.fixed {
-		args[2] = now.UnixMicro()
-	}
+	args = append(args, len(req.Limits), len(req.Quotas), l.scriptNow(now))
 	windows := make([]time.Duration, len(req.Limits))
 	for i, lim := range req.Limits {
 		g := quotas.NewGCRA(lim)
 		windows[i] = lim.Window
 		// Microseconds: the script's numbers are doubles, exact to 2^53.
 		args = append(args, g.Interval/1000, g.Tolerance/1000, g.Cost)
+		keys = append(keys, l.limitKeys(lim)...)
 		if lim.Share == nil {
-			keys = append(keys, l.prefix+":rl:"+lim.Key)
 			args = append(args, "")
 			continue
 		}
-		// The pool's name is its keys' hash tag: a Redis Cluster holds
-		// them in one slot.
-		pool := l.prefix + ":fair:{" + lim.Share.Pool + "}"
-		keys = append(keys, pool+":active", pool+":tenants", pool+":classes")
 		args = append(args, lim.Key, lim.Share.Class().String(), int64(lim.Window/time.Microsecond))
 	}
 	resets := make([]time.Time, len(req.Quotas))
 	for i, q := range req.Quotas {
 		_, next, id := q.Period.Bounds(now, q.Location)
 		resets[i] = next
-		keys = append(keys, l.prefix+":q:"+q.Key+":"+id)
+		keys = append(keys, l.quotaKey(q, id))
 		args = append(args, q.Limit, next.Add(QuotaRetention).Sub(now).Milliseconds())
-	}
-	if len(keys) == 0 {
-		return quotas.Result{Allowed: true, Limits: []quotas.LimitState{}, Quotas: []quotas.QuotaState{}}, nil
 	}
 	raw, err := takeScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
 	if err != nil {
-		return quotas.Result{}, fmt.Errorf("%w: %w", quotas.ErrBackendUnavailable, err)
+		return quotas.Result{}, nil, fmt.Errorf("%w: %w", quotas.ErrBackendUnavailable, err)
 	}
-	if len(raw) != 1+4*len(req.Limits)+2*len(req.Quotas) {
-		return quotas.Result{}, fmt.Errorf("%w: the take script returned %d values", quotas.ErrBackendUnavailable, len(raw))
+	n := 1 + 4*len(req.Limits) + 2*len(req.Quotas)
+	if len(raw) != n+2*len(req.Limits) {
+		return quotas.Result{}, nil, fmt.Errorf("%w: the take script returned %d values", quotas.ErrBackendUnavailable, len(raw))
 	}
-	return decode(raw, req, windows, resets, now), nil
+	return decode(raw[:n], req, windows, resets, now), raw[n:], nil
+}
+
+// scriptNow is the script's clock argument: "" for the server's TIME.
+func (l *Limiter) scriptNow(now time.Time) any {
+	if l.fixed {
+		return now.UnixMicro()
+	}
+	return ""
+}
+
+// limitKeys are the keys of a limit: its TAT, or for a fair share its
+// pool's three keys, whose hash tag (the pool's name) keeps them in one
+// Redis Cluster slot.
+func (l *Limiter) limitKeys(lim quotas.Limit) []string {
+	if lim.Share == nil {
+		return []string{l.prefix + ":rl:" + lim.Key}
+	}
+	pool := l.prefix + ":fair:{" + lim.Share.Pool + "}"
+	return []string{pool + ":active", pool + ":tenants", pool + ":classes"}
+}
+
+func (l *Limiter) quotaKey(q quotas.Quota, periodID string) string {
+	return l.prefix + ":q:" + q.Key + ":" + periodID
 }
 
 // decode turns the script's answer into a Result.

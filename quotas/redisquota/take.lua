@@ -11,7 +11,10 @@
 --       period's key is kept from now (relative, so a limiter on a test
 --       clock writes keys that live as long as on the real one).
 -- Returns: {allowed, then per limit: allowed, remaining, reset (µs),
---           retry after (µs); per quota: allowed, used}.
+--           retry after (µs); per quota: allowed, used; then per limit
+--           the time it took (cost·interval, µs; 0 when nothing was
+--           taken), and per limit 1 when it made its tenant active in its
+--           pool (0 otherwise), for a refund (refund.lua)}.
 --
 -- GCRA: a limit's key holds its theoretical arrival time (TAT); a request
 -- of cost c is admitted when max(TAT, now) + c·interval - now <= tolerance.
@@ -77,11 +80,11 @@ local function member(p, tenant)
   if m then
     return m
   end
-  m = {counted = false, stored = 0, tat = 0}
+  m = {counted = false, stored = 0, tat = 0, existed = false}
   local v = redis.call("HGET", p.keys[2], tenant)
   if v then
     local tat, class = string.match(v, "^(%d+) (.+)$")
-    m.counted, m.class, m.stored, m.tat = true, class, tonumber(tat), tonumber(tat)
+    m.counted, m.class, m.stored, m.tat, m.existed = true, class, tonumber(tat), tonumber(tat), true
   end
   p.members[tenant] = m
   return m
@@ -141,6 +144,8 @@ end
 local allowed = 1
 local out = {0}
 local tats, used = {}, {}
+local taken = {} -- per limit: the time it took
+local fresh = {} -- per limit: 1 if it made its tenant active
 local stored = {} -- limit key → TAT as stored
 local before = {} -- per limit: {interval, tolerance, TAT as stored}, to report it untaken
 local a, k = 4, 1
@@ -204,6 +209,11 @@ for i = 1, nl do
   if ok == 0 then
     allowed = 0
   end
+  taken[i] = ok * cost * interval
+  fresh[i] = 0
+  if m and ok == 1 and not m.existed then
+    fresh[i], m.existed = 1, true
+  end
   if m then
     if ok == 1 then
       m.tat, m.idle = tat, tat + window
@@ -258,6 +268,9 @@ if allowed == 0 then
       out[o + 1] = out[o + 1] - 1
     end
   end
+  for i = 1, 2 * nl do
+    out[#out + 1] = 0
+  end
   return out
 end
 for key, tat in pairs(tats) do
@@ -283,5 +296,11 @@ for _, p in pairs(pools) do
   for _, key in ipairs(p.keys) do
     redis.call("PEXPIRE", key, ttl)
   end
+end
+for i = 1, nl do
+  out[#out + 1] = taken[i]
+end
+for i = 1, nl do
+  out[#out + 1] = fresh[i]
 end
 return out
