@@ -172,6 +172,7 @@ allowance := {
 	"reason": "granted",
 	"limits": limits,
 	"quotas": quotas,
+	"concurrency": concurrency,
 } if {
 	not public_request
 }

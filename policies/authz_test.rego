@@ -138,9 +138,10 @@ test_every_reason_has_a_status if {
 
 test_allow_shape if {
 	d := decide(mcp(member, call("echo")))
-	object.keys(d) == {"allowed", "reason", "limits", "quotas"}
+	object.keys(d) == {"allowed", "reason", "limits", "quotas", "concurrency"}
 	d.allowed == true
 	d.reason == "granted"
 	is_array(d.limits)
 	is_array(d.quotas)
+	d.concurrency == []
 }

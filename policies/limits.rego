@@ -3,6 +3,7 @@
 #
 #   limits: [{name, key, limit, window, cost, share?}]
 #   quotas: [{name, key, limit, period, time_zone?}]
+#   concurrency: [{name, key, limit, ttl}]
 #
 # Which apply (all from data):
 #   - config.limits.all: every request of an authenticated principal;
@@ -10,7 +11,10 @@
 #     the MCP method (config.mcp.methods[m].group) or of a matched route;
 #   - config.quotas.billable: every MCP request that needs a permission
 #     (not lifecycle messages);
-#   - config.quotas.groups[<group>]: as for limits.
+#   - config.quotas.groups[<group>]: as for limits;
+#   - config.concurrency.groups[<group>]: caps on requests of that group
+#     running at once (long tool calls, streams), each slot held until the
+#     proxy reports the request finished or ttl passes.
 #
 # A limit definition is {name, per, bucket?, window, limit?, limit_by_role?}:
 #   limit      the base limit, or the fallback of limit_by_role;
@@ -19,7 +23,8 @@
 #   the base is multiplied by config.tiers[<tier>].limit_multiplier, where
 #   the tier is input.identity.tier (the organization's plan), or
 #   config.default_tier when absent or unknown.
-# A quota definition is {name, per, bucket?, period, limit_by_tier}.
+# A quota definition is {name, per, bucket?, period, limit_by_tier}, a
+# concurrency definition {name, per, bucket?, limit_by_tier, ttl}.
 #
 # A limit definition with share: {pool, max_share?} is a weighted fair
 # share of a pool's global capacity: limit per window is the pool's
@@ -207,6 +212,29 @@ misconfigured_limits contains def.name if {
 	some def in quota_definitions
 	applies(def)
 	not quota_entry(def)
+}
+
+misconfigured_limits contains def.name if {
+	some def in concurrency_definitions
+	applies(def)
+	not concurrency_entry(def)
+}
+
+concurrency_definitions contains def if {
+	some group in request_groups
+	some def in config.concurrency.groups[group]
+}
+
+concurrency := [concurrency_entry(def) |
+	some def in concurrency_definitions
+	applies(def)
+]
+
+concurrency_entry(def) := {
+	"name": def.name,
+	"key": rate_key(def),
+	"limit": def.limit_by_tier[tier],
+	"ttl": def.ttl,
 }
 
 # base_limit(def): the most generous limit_by_role of the principal's

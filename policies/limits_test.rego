@@ -282,3 +282,19 @@ test_quota_of_another_tenant_or_per_user_has_no_zone if {
 	quota_of(own, "tenant_servers").time_zone == "Europe/Paris" with data.mcpauthz.config.quotas.groups.servers as defs
 	not quota_of(own, "user_servers").time_zone with data.mcpauthz.config.quotas.groups.servers as defs
 }
+
+# Concurrency caps are opt-in: none ship, and a deployment adds them per
+# group.
+test_concurrency_caps_per_group if {
+	defs := [{"name": "tenant_tool_calls_at_once", "per": "tenant", "bucket": "running", "ttl": "10m",
+		"limit_by_tier": {"free": 2, "pro": 10, "enterprise": 50}}]
+	decide(mcp(member, call("echo"))).concurrency == [{
+		"name": "tenant_tool_calls_at_once", "key": "tenant:acme:running", "limit": 10, "ttl": "10m",
+	}] with data.mcpauthz.config.concurrency.groups.tools as defs
+	decide(mcp(member, method("resources/read"))).concurrency == [] with data.mcpauthz.config.concurrency.groups.tools as defs
+}
+
+test_concurrency_cap_without_the_tier_is_misconfigured if {
+	defs := [{"name": "running", "per": "tenant", "ttl": "10m", "limit_by_tier": {"enterprise": 50}}]
+	denied(mcp(member, call("echo")), "limit_misconfigured", 500) with data.mcpauthz.config.concurrency.groups.tools as defs
+}
