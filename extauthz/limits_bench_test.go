@@ -2,8 +2,11 @@ package extauthz
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mcpauthz/mcpauthz/internal/testredis"
 	"github.com/mcpauthz/mcpauthz/quotas"
@@ -24,6 +27,7 @@ func BenchmarkCheckLimits(b *testing.B) {
 		},
 		Quotas: []quotas.Quota{{Name: "monthly_requests", Key: "tenant:acme:requests", Limit: 1 << 50, Period: quotas.Month, Location: time.UTC}},
 	}
+	var sent atomic.Int64 // commands sent to Redis
 	for _, bc := range []struct {
 		name    string
 		take    quotas.Request
@@ -33,6 +37,7 @@ func BenchmarkCheckLimits(b *testing.B) {
 		{"memquota", take, func(*testing.B) quotas.Limiter { return memquota.New() }},
 		{"redis", take, func(b *testing.B) quotas.Limiter {
 			rdb, p := testredis.Shared(b)
+			rdb.AddHook(commands{&sent})
 			return redisquota.New(rdb, redisquota.WithPrefix(p))
 		}},
 	} {
@@ -42,13 +47,35 @@ func BenchmarkCheckLimits(b *testing.B) {
 			a := NewAuthorizer(p, fixedIDs(), WithLimiter(bc.limiter(b)), WithTimeout(time.Minute))
 			req := mcpRequest(toolsCall)
 			ctx := context.Background()
+			a.Check(ctx, req) // loads the script
+			sent.Store(0)
 			b.ReportAllocs()
 			for b.Loop() {
 				if d, err := a.Check(ctx, req); err != nil || !d.Allowed {
 					b.Fatal(d, err)
 				}
 			}
+			b.ReportMetric(float64(sent.Load())/float64(b.N), "redis-cmds/op")
 		})
+	}
+}
+
+// commands counts the commands a Redis client sends.
+type commands struct{ n *atomic.Int64 }
+
+func (c commands) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c commands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c commands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
 	}
 }
 
