@@ -152,24 +152,22 @@ type limitsRedis interface {
 // limits.timeout and no retries: a retry would outlast the timeout, and
 // the fallback decides instead.
 func (c LimitsConfig) redisClient() (limitsRedis, error) {
-	timeout := time.Duration(c.Timeout)
+	t := time.Duration(c.Timeout)
 	if c.Cluster {
 		opt, err := redis.ParseClusterURL(c.Redis)
 		if err != nil {
 			return nil, errors.New("limits.redis: not a valid Redis Cluster URL") // it may hold a password
 		}
-		opt.ContextTimeoutEnabled = true
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
-		opt.MaxRetries = -1
+		opt.ContextTimeoutEnabled, opt.MaxRetries = true, -1
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = t, t, t
 		return redis.NewClusterClient(opt), nil
 	}
 	opt, err := redis.ParseURL(c.Redis)
 	if err != nil {
 		return nil, errors.New("limits.redis: not a valid Redis URL") // it may hold a password
 	}
-	opt.ContextTimeoutEnabled = true
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
-	opt.MaxRetries = -1
+	opt.ContextTimeoutEnabled, opt.MaxRetries = true, -1
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = t, t, t
 	return redis.NewClient(opt), nil
 }
 

@@ -166,18 +166,11 @@ func (l *Leases) evict(now int64) {
 // Run evicts expired leases every sweep interval until ctx is done, so
 // memory follows the leases in use.
 func (l *Leases) Run(ctx context.Context) error {
-	t := time.NewTicker(l.sweep)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			l.mu.Lock()
-			l.evict(quotas.Micro(l.now()))
-			l.mu.Unlock()
-		}
-	}
+	return sweep(ctx, l.sweep, func() {
+		l.mu.Lock()
+		l.evict(quotas.Micro(l.now()))
+		l.mu.Unlock()
+	})
 }
 
 // LeaseStats reports the keys and leases held and the refusals for want

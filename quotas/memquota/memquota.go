@@ -217,16 +217,23 @@ func (l *Limiter) evict(now int64) int {
 // Run evicts idle keys every sweep interval until ctx is done, so memory
 // follows the keys in use.
 func (l *Limiter) Run(ctx context.Context) error {
-	t := time.NewTicker(l.sweep)
+	return sweep(ctx, l.sweep, func() {
+		l.mu.Lock()
+		l.evict(quotas.Micro(l.now()))
+		l.mu.Unlock()
+	})
+}
+
+// sweep calls evict every interval until ctx is done.
+func sweep(ctx context.Context, interval time.Duration, evict func()) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			l.mu.Lock()
-			l.evict(quotas.Micro(l.now()))
-			l.mu.Unlock()
+			evict()
 		}
 	}
 }
