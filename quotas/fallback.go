@@ -41,6 +41,7 @@ type Fallback struct {
 	retry    time.Duration
 	now      func() time.Time
 	log      *slog.Logger
+	changed  func(down bool)
 
 	downUntil atomic.Int64 // unix ns; 0 while the shared limiter answers
 	probing   atomic.Bool
@@ -69,6 +70,12 @@ func WithFallbackClock(now func() time.Time) FallbackOption {
 // WithFallbackLogger logs the shared limiter going down and coming back.
 func WithFallbackLogger(l *slog.Logger) FallbackOption { return func(f *Fallback) { f.log = l } }
 
+// WithStateChange calls changed when the shared limiter goes down (true)
+// and when it answers again (false).
+func WithStateChange(changed func(down bool)) FallbackOption {
+	return func(f *Fallback) { f.changed = changed }
+}
+
 // NewFallback returns a Limiter taking from shared, falling back to local
 // as each limit's mode says; replicas reports how many instances share the
 // limits (values below 1 count as 1).
@@ -81,6 +88,7 @@ func NewFallback(shared, local Limiter, replicas func() int, opts ...FallbackOpt
 		retry:    DefaultRetryInterval,
 		now:      time.Now,
 		log:      slog.New(slog.DiscardHandler),
+		changed:  func(bool) {},
 	}
 	for _, o := range opts {
 		o(f)
@@ -134,6 +142,7 @@ func (f *Fallback) useShared() bool {
 func (f *Fallback) up() {
 	if f.downUntil.Swap(0) != 0 {
 		f.log.Info("shared limiter reachable again: limits are shared across replicas")
+		f.changed(false)
 	}
 	f.probing.Store(false)
 }
@@ -142,6 +151,7 @@ func (f *Fallback) down(err error) {
 	f.failures.Add(1)
 	if f.downUntil.Swap(f.now().Add(f.retry).UnixNano()) == 0 {
 		f.log.Warn("shared limiter unreachable: limits fall back to their on_backend_error mode", slog.Any("error", err))
+		f.changed(true)
 	}
 	f.probing.Store(false)
 }

@@ -127,7 +127,12 @@ func TestFallbackShareOverTime(t *testing.T) {
 }
 
 func TestFallbackRecovers(t *testing.T) {
-	f, s, clock := newFallback(t, 2)
+	clock := testclock.New(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+	s := &shared{}
+	var changes []bool
+	f := quotas.NewFallback(s, memquota.New(memquota.WithClock(clock.Now)), func() int { return 2 },
+		quotas.WithFallbackClock(clock.Now), quotas.WithRetryInterval(time.Second),
+		quotas.WithStateChange(func(down bool) { changes = append(changes, down) }))
 	req := quotas.Request{Limits: []quotas.Limit{{Name: "l", Key: "k", Limit: 10, Window: time.Second}}}
 	take := func() quotas.Result {
 		t.Helper()
@@ -156,6 +161,9 @@ func TestFallbackRecovers(t *testing.T) {
 	st := f.Stats()
 	if st.Failures != 1 || st.Fallbacks != 2 {
 		t.Errorf("stats %+v, want 1 failure and 2 fallbacks", st)
+	}
+	if len(changes) != 2 || !changes[0] || changes[1] {
+		t.Errorf("state changes %v, want down then up", changes)
 	}
 }
 

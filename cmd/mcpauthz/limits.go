@@ -138,9 +138,18 @@ func (s *sidecar) buildLimiter(ctx context.Context) (quotas.Limiter, quotas.Leas
 	}
 	s.limiter = quotas.NewFallback(shared, local, replicas,
 		quotas.WithSharedTimeout(timeout), quotas.WithRetryInterval(time.Duration(c.RetryInterval)),
-		quotas.WithFallbackLogger(s.log))
+		quotas.WithFallbackLogger(s.log),
+		quotas.WithStateChange(func(down bool) {
+			if s.grpc != nil {
+				s.grpc.SetComponentServing(limitsHealth, !down)
+			}
+		}))
 	return s.limiter, redisquota.NewLeases(rdb, redisquota.WithLeasePrefix(c.RedisPrefix)), nil
 }
+
+// limitsHealth is the gRPC health service name of the shared limits:
+// NOT_SERVING while Redis is unreachable and limits fall back.
+const limitsHealth = "mcpauthz.limits"
 
 // limitsRedis is a Redis client or a Redis Cluster's.
 type limitsRedis interface {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/mcpauthz/mcpauthz/internal/testpg"
@@ -210,6 +211,9 @@ func TestLimitsFallBackWhenRedisFails(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &r); err != nil || r.Limits.State != "fallback" || r.Limits.Fallbacks != 5 {
 		t.Errorf("/readyz limits with Redis paused: %s", body)
 	}
+	if st := limitsServing(t, s); st != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("gRPC health of %s with Redis paused: %v", limitsHealth, st)
+	}
 	if _, m := getBody(t, admin+"/metrics"); !strings.Contains(m, "mcpauthz_limiter_fallback 1\n") ||
 		!strings.Contains(m, "mcpauthz_limiter_fallback_decisions_total 5\n") {
 		t.Errorf("/metrics:\n%s", grepLines(m, "mcpauthz_limiter"))
@@ -230,6 +234,24 @@ func TestLimitsFallBackWhenRedisFails(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &r); err != nil || r.Limits.State != "shared" {
 		t.Errorf("/readyz limits with Redis back: %s", body)
 	}
+	if st := limitsServing(t, s); st != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health of %s with Redis back: %v", limitsHealth, st)
+	}
+}
+
+// limitsServing asks the sidecar's gRPC health service about the limits.
+func limitsServing(t *testing.T, s *sidecar) healthpb.HealthCheckResponse_ServingStatus {
+	t.Helper()
+	conn, err := grpc.NewClient(s.grpc.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	res, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: limitsHealth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.GetStatus()
 }
 
 // TestLeaseReleasedByEnvoysAccessLog: a concurrency cap of one stream per

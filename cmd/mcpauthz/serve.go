@@ -183,6 +183,9 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if s.listensForRevocations {
 		s.grpc.SetComponentServing(revocationsHealth, false) // until subscribed
 	}
+	if s.limiter != nil {
+		s.grpc.SetComponentServing(limitsHealth, true)
+	}
 
 	if cfg.HTTP.Addr != "" {
 		if err := s.buildHTTP(); err != nil {
