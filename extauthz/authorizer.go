@@ -153,8 +153,9 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 	in := PolicyInput{Request: req, DecisionID: id, Record: a.record}
 	var res PolicyResult
 	d, err := a.decide(ctx, &in, &res)
+	var leased []quotas.Lease
 	if err == nil && d.Allowed && (!d.Take.Empty() || len(d.Leases) > 0) {
-		d, err = a.take(ctx, &in, d)
+		d, leased, err = a.take(ctx, &in, d)
 	}
 	switch {
 	case err == nil && ctx.Err() != nil:
@@ -178,6 +179,11 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 		} else {
 			d.Headers = append(slices.Clip(d.Headers), Header{a.tokenHeader, tok})
 		}
+	}
+	if !d.Allowed && len(leased) > 0 {
+		// Denied after its slots were taken (past the budget, no identity
+		// token): no proxy will report this request finished.
+		a.release(ctx, id, leased)
 	}
 	a.finish(&in, &d)
 

@@ -48,29 +48,34 @@ func (NoLimiter) Release(context.Context, string, []string) error { return nil }
 
 // take takes what an allowed decision asks for: its concurrency leases,
 // then its limits and quotas. It returns d, with the limits' state when
-// the policy asked for it and the lease for the proxy to report, or a 429
-// when a lease, limit or quota refuses, or a failure when a backend cannot
-// tell. A request refused after its leases were acquired releases them.
-func (a *Authorizer) take(ctx context.Context, in *PolicyInput, d Decision) (Decision, error) {
+// the policy asked for it and the lease for the proxy to report, and the
+// leases held; or a 429 when a lease, limit or quota refuses, or a failure
+// when a backend cannot tell. A request refused after its leases were
+// acquired releases them.
+func (a *Authorizer) take(ctx context.Context, in *PolicyInput, d Decision) (_ Decision, held []quotas.Lease, _ error) {
 	if len(d.Leases) > 0 {
 		lres, err := a.leaser.Acquire(ctx, in.DecisionID, d.Leases)
 		if err != nil {
-			return a.limiterFailure(ctx, "leases", err)
+			// The backend may have taken the slots before the error (a
+			// reply lost to a timeout): give them back, whatever it did.
+			a.release(ctx, in.DecisionID, d.Leases)
+			d, err := a.limiterFailure(ctx, "leases", err)
+			return d, nil, err
 		}
 		if !lres.Allowed {
-			return a.tooManyAtOnce(in, d.Leases, lres), nil
+			return a.tooManyAtOnce(in, d.Leases, lres), nil, nil
 		}
 	}
 	out, err := a.takeLimits(ctx, in, d)
 	if len(d.Leases) == 0 {
-		return out, err
+		return out, nil, err
 	}
 	if !out.Allowed {
 		a.release(ctx, in.DecisionID, d.Leases)
-		return out, err
+		return out, nil, err
 	}
 	out.DynamicMetadata = withLease(out.DynamicMetadata, in.DecisionID, d.Leases)
-	return out, nil
+	return out, d.Leases, nil
 }
 
 func (a *Authorizer) takeLimits(ctx context.Context, in *PolicyInput, d Decision) (Decision, error) {

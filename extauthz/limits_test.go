@@ -287,3 +287,59 @@ func TestLeasesWithoutALeaser(t *testing.T) {
 		t.Errorf("Check = %+v, %v; want a 503", d, err)
 	}
 }
+
+// recordingLeaser acquires (or fails to) and records releases.
+type recordingLeaser struct {
+	err      error
+	released []string
+}
+
+func (r *recordingLeaser) Acquire(_ context.Context, _ string, leases []quotas.Lease) (quotas.LeaseResult, error) {
+	if r.err != nil {
+		return quotas.LeaseResult{}, r.err
+	}
+	return quotas.LeaseResult{Allowed: true, Leases: make([]quotas.LeaseState, len(leases))}, nil
+}
+
+func (r *recordingLeaser) Release(_ context.Context, id string, _ []string) error {
+	r.released = append(r.released, id)
+	return nil
+}
+
+type failingSigner struct{}
+
+func (failingSigner) SignIdentity(*Identity, string, time.Time) (string, error) {
+	return "", errors.New("no key")
+}
+
+// TestLeasesReleasedOnEveryDenial: slots taken for a request that ends
+// denied are given back — when the backend failed after perhaps taking
+// them, and when the allow turned into a denial after the take.
+func TestLeasesReleasedOnEveryDenial(t *testing.T) {
+	p := &fakePolicy{decide: func(context.Context, *PolicyInput) (Decision, error) {
+		return Decision{Allowed: true, Leases: []quotas.Lease{{Name: "s", Key: "k", Limit: 1, TTL: time.Minute}}}, nil
+	}}
+	user := fakeIdentity{id: Identity{Authenticated: true, Method: MethodJWT, Subject: "u-1"}}
+	tests := []struct {
+		name   string
+		leaser *recordingLeaser
+		opts   []Option
+		status int
+	}{
+		{"fail/the backend failed", &recordingLeaser{err: quotas.ErrBackendUnavailable}, nil, http.StatusServiceUnavailable},
+		{"fail/no identity token after the take", &recordingLeaser{},
+			[]Option{WithIdentityVerifier(user), WithIdentityToken(failingSigner{}, "x-mcpauthz-identity")}, http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := NewAuthorizer(p, fixedIDs(), append(tt.opts, WithLeaser(tt.leaser))...)
+			d, _ := a.Check(t.Context(), mcpRequest(toolsCall))
+			if d.Allowed || d.Status != tt.status {
+				t.Fatalf("decision %+v, want %d", d, tt.status)
+			}
+			if len(tt.leaser.released) != 1 || tt.leaser.released[0] != "dec-1" {
+				t.Errorf("released %v, want the request's lease", tt.leaser.released)
+			}
+		})
+	}
+}
