@@ -163,7 +163,10 @@ func NewShareGCRA(l Limit, s float64) GCRA {
 		x = maxShareInterval
 	}
 	g.Interval = int64(math.Floor(x)) * int64(time.Microsecond)
-	g.Tolerance = max(g.Tolerance, g.Cost*g.Interval)
+	if g.Cost <= maxTolerance/g.Interval {
+		// Else never this much at once: Step refuses it.
+		g.Tolerance = max(g.Tolerance, g.Cost*g.Interval)
+	}
 	return g
 }
 

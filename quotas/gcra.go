@@ -2,6 +2,16 @@ package quotas
 
 import "time"
 
+// Bounds on a limit's numbers, so that its arithmetic cannot overflow:
+// a TAT stays within int64 nanoseconds, and in microseconds within the
+// integers a Lua double holds exactly.
+const (
+	MaxWindow = 366 * 24 * time.Hour
+	MaxCost   = 1 << 20
+	// maxTolerance bounds Burst·Interval (ns, about 73 years).
+	maxTolerance = 1 << 61
+)
+
 // GCRA is a limit's arithmetic, in nanoseconds counted in whole
 // microseconds (as the Redis script counts, so every backend answers
 // alike): Interval is the time one unit stands for (Window/Limit) and
@@ -25,17 +35,26 @@ func NewGCRA(l Limit) GCRA {
 	}
 	g := GCRA{Cost: cost, window: int64(l.Window)}
 	if l.Limit > 0 {
-		g.Interval = max(int64(time.Microsecond), int64(l.Window)/l.Limit/int64(time.Microsecond)*int64(time.Microsecond))
-		g.Tolerance = g.Interval * burst
+		g.Interval = interval(l)
+		g.Tolerance = g.Interval * min(burst, maxTolerance/g.Interval)
 	}
 	return g
+}
+
+// interval is the time one unit of l stands for, Window/Limit rounded up
+// to whole microseconds (at least one): rounding down would admit more
+// than the limit.
+func interval(l Limit) int64 {
+	const us = int64(time.Microsecond)
+	ns := (int64(l.Window) + l.Limit - 1) / l.Limit
+	return max(us, (ns+us-1)/us*us)
 }
 
 // Step decides one request at now (unix ns; see Micro) against the
 // theoretical arrival time tat (0 for a key never seen). It returns the new tat, to be stored only if
 // the request is admitted by every limit, and the limit's state.
 func (g GCRA) Step(tat, now int64) (int64, LimitState) {
-	if g.Interval == 0 || g.Cost*g.Interval > g.Tolerance {
+	if g.Interval == 0 || g.Cost > g.Tolerance/g.Interval {
 		// Nothing, or never this much at once: wait a window and see.
 		return tat, LimitState{RetryAfter: time.Duration(g.window), Reset: time.Duration(max(0, tat-now))}
 	}

@@ -1,6 +1,7 @@
 package quotas
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -127,6 +128,12 @@ func (l Limit) Validate() error {
 		return fmt.Errorf("%w: limit %q has no window", ErrInvalidLimit, l.Name)
 	case l.Burst < 0 || l.Cost < 0:
 		return fmt.Errorf("%w: limit %q has a negative burst or cost", ErrInvalidLimit, l.Name)
+	case l.Window > MaxWindow:
+		return fmt.Errorf("%w: limit %q has a window over %v", ErrInvalidLimit, l.Name, MaxWindow)
+	case l.Cost > MaxCost:
+		return fmt.Errorf("%w: limit %q costs more than %d", ErrInvalidLimit, l.Name, MaxCost)
+	case l.Limit > 0 && cmp.Or(l.Burst, l.Limit) > maxTolerance/interval(l):
+		return fmt.Errorf("%w: limit %q has a burst too long for its rate", ErrInvalidLimit, l.Name)
 	case l.OnBackendError != "" && l.OnBackendError != Local && l.OnBackendError != Deny && l.OnBackendError != Allow:
 		return fmt.Errorf("%w: limit %q: on_backend_error %q is not local, deny or allow", ErrInvalidLimit, l.Name, l.OnBackendError)
 	case l.Share != nil:

@@ -1,6 +1,7 @@
 package quotas_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -62,9 +63,41 @@ func TestGCRAStep(t *testing.T) {
 		t.Fatalf("past the burst: tat %d → %d, %+v", tat, next, st)
 	}
 	// An interval that does not divide evenly is counted in whole
-	// microseconds, as the Redis script counts it.
+	// microseconds, as the Redis script counts it, rounded up: never more
+	// than the limit.
 	odd := quotas.NewGCRA(quotas.Limit{Key: "k", Limit: 3, Window: 10 * time.Second})
-	if odd.Interval != 3333333000 {
+	if odd.Interval != 3333334000 {
 		t.Fatalf("interval %d", odd.Interval)
+	}
+	fast := quotas.NewGCRA(quotas.Limit{Key: "k", Limit: 1_000_000, Window: 1500 * time.Millisecond})
+	if fast.Interval != 2000 {
+		t.Fatalf("1M per 1.5 s: interval %d, want 2 µs (1 µs would admit half as much again)", fast.Interval)
+	}
+}
+
+// TestLimitBounds: a limit whose arithmetic could overflow is refused,
+// and a cost beyond the burst is refused by Step without overflowing.
+func TestLimitBounds(t *testing.T) {
+	tests := []struct {
+		name string
+		l    quotas.Limit
+	}{
+		{"fail/cost over the maximum", quotas.Limit{Key: "k", Limit: 10, Window: time.Second, Cost: quotas.MaxCost + 1}},
+		{"fail/window over a year", quotas.Limit{Key: "k", Limit: 10, Window: quotas.MaxWindow + time.Hour}},
+		{"fail/burst too long for its rate", quotas.Limit{Key: "k", Limit: 1, Window: quotas.MaxWindow, Burst: 1 << 40}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.l.Validate(); !errors.Is(err, quotas.ErrInvalidLimit) {
+				t.Errorf("Validate = %v, want ErrInvalidLimit", err)
+			}
+		})
+	}
+	// The largest cost against a slow limit: refused, never wrapped into
+	// an admission.
+	g := quotas.NewGCRA(quotas.Limit{Key: "k", Limit: 120, Window: quotas.MaxWindow, Cost: quotas.MaxCost})
+	now := quotas.Micro(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+	if next, st := g.Step(0, now); st.Allowed || next != 0 {
+		t.Errorf("cost %d over a burst of 120 admitted: %+v", quotas.MaxCost, st)
 	}
 }

@@ -187,7 +187,9 @@ for i = 1, nl do
         x = 1099511627776
       end
       interval = math.floor(x)
-      tolerance = math.max(tolerance, cost * interval)
+      if cost * interval <= 2305843009213693 then -- quotas.maxTolerance in µs
+        tolerance = math.max(tolerance, cost * interval)
+      end
     end
     tat = m.tat
     before[i] = {interval, tolerance, m.stored}
