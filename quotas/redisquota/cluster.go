@@ -141,12 +141,13 @@ func costDefault(cost int64) int64 {
 	return 0
 }
 
-// refund gives back what req took, as take reported it: took[i] off
-// limit i's TAT (and its tenant out of the pool if the take brought it
-// in, took[n+i]), one off each quota.
+// refund gives back what req took, as take reported it: at most took[i]
+// off limit i's TAT (see refund.lua; took[2n+i] is the TAT the take
+// wrote), its tenant out of the pool if the take brought it in
+// (took[n+i]), and one off each quota.
 func (l *Limiter) refund(ctx context.Context, req quotas.Request, took []int64, now time.Time) error {
 	keys := make([]string, 0, len(req.Limits)+len(req.Quotas))
-	args := make([]any, 0, 3+3*len(req.Limits))
+	args := make([]any, 0, 3+4*len(req.Limits))
 	args = append(args, len(req.Limits), len(req.Quotas), l.scriptNow(now))
 	for i, lim := range req.Limits {
 		keys = append(keys, l.limitKeys(lim)...)
@@ -154,7 +155,8 @@ func (l *Limiter) refund(ctx context.Context, req quotas.Request, took []int64, 
 		if lim.Share != nil {
 			tenant = lim.Key
 		}
-		args = append(args, took[i], tenant, took[len(req.Limits)+i])
+		n := len(req.Limits)
+		args = append(args, took[i], tenant, took[n+i], took[2*n+i])
 	}
 	for _, q := range req.Quotas {
 		_, _, id := q.Period.Bounds(now, q.Location)

@@ -83,7 +83,8 @@ func (l *Limiter) Take(ctx context.Context, req quotas.Request) (quotas.Result, 
 }
 
 // take runs the take script for req: the result, and for a refund the
-// time each limit took then, per limit, whether it made its tenant active.
+// time each limit took, then per limit whether it made its tenant active,
+// then per limit the TAT it wrote.
 func (l *Limiter) take(ctx context.Context, req quotas.Request, now time.Time) (quotas.Result, []int64, error) {
 	keys := make([]string, 0, len(req.Limits)+len(req.Quotas))
 	args := make([]any, 0, 3+4*len(req.Limits)+2*len(req.Quotas))
@@ -113,7 +114,7 @@ func (l *Limiter) take(ctx context.Context, req quotas.Request, now time.Time) (
 		return quotas.Result{}, nil, fmt.Errorf("%w: %w", quotas.ErrBackendUnavailable, err)
 	}
 	n := 1 + 4*len(req.Limits) + 2*len(req.Quotas)
-	if len(raw) != n+2*len(req.Limits) {
+	if len(raw) != n+3*len(req.Limits) {
 		return quotas.Result{}, nil, fmt.Errorf("%w: the take script returned %d values", quotas.ErrBackendUnavailable, len(raw))
 	}
 	return decode(raw[:n], req, windows, resets, now), raw[n:], nil

@@ -5,12 +5,15 @@
 --       keys), then the quotas' keys, as take.lua had them.
 -- ARGV: number of limits, number of quotas, now in microseconds ("" to use
 --       the server's TIME), then per limit: the time it took (µs), the
---       tenant ("" but for a fair-share limit) and 1 if the take made the
---       tenant active in its pool.
+--       tenant ("" but for a fair-share limit), 1 if the take made the
+--       tenant active in its pool, and the TAT the take wrote.
 --
--- A limit's TAT moves back by the time taken: taking and refunding
--- commute with the other requests' takes, so the refund is exact whatever
--- came between. A tenant the take made active leaves the pool again,
+-- A limit's TAT moves back by the part of the take still ahead of now:
+-- min(took, TAT written - now). Never more: a request that came after the
+-- take, once the take's TAT had passed, started from its own arrival and
+-- owes the take nothing, so taking the whole of it back would erase that
+-- request's units. The TAT is thus never below what it would be had the
+-- take not happened. A tenant the take made active leaves the pool again,
 -- unless a request admitted since keeps its TAT ahead of now.
 local nl, nq = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now
@@ -26,8 +29,9 @@ end
 
 local a, k = 4, 1
 for i = 1, nl do
-  local took, tenant, fresh = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2]
-  a = a + 3
+  local tenant, fresh = ARGV[a + 1], ARGV[a + 2]
+  local took = math.min(tonumber(ARGV[a]), math.max(0, tonumber(ARGV[a + 3]) - now))
+  a = a + 4
   if tenant == "" then
     local key = KEYS[k]
     k = k + 1

@@ -13,8 +13,9 @@
 -- Returns: {allowed, then per limit: allowed, remaining, reset (µs),
 --           retry after (µs); per quota: allowed, used; then per limit
 --           the time it took (cost·interval, µs; 0 when nothing was
---           taken), and per limit 1 when it made its tenant active in its
---           pool (0 otherwise), for a refund (refund.lua)}.
+--           taken), per limit 1 when it made its tenant active in its
+--           pool (0 otherwise), and per limit the TAT it wrote, for a
+--           refund (refund.lua)}.
 --
 -- GCRA: a limit's key holds its theoretical arrival time (TAT); a request
 -- of cost c is admitted when max(TAT, now) + c·interval - now <= tolerance.
@@ -146,6 +147,7 @@ local out = {0}
 local tats, used = {}, {}
 local taken = {} -- per limit: the time it took
 local fresh = {} -- per limit: 1 if it made its tenant active
+local wrote = {} -- per limit: the TAT it wrote
 local stored = {} -- limit key → TAT as stored
 local before = {} -- per limit: {interval, tolerance, TAT as stored}, to report it untaken
 local a, k = 4, 1
@@ -212,6 +214,7 @@ for i = 1, nl do
     allowed = 0
   end
   taken[i] = ok * cost * interval
+  wrote[i] = ok * tat
   fresh[i] = 0
   if m and ok == 1 and not m.existed then
     fresh[i], m.existed = 1, true
@@ -270,7 +273,7 @@ if allowed == 0 then
       out[o + 1] = out[o + 1] - 1
     end
   end
-  for i = 1, 2 * nl do
+  for i = 1, 3 * nl do
     out[#out + 1] = 0
   end
   return out
@@ -304,5 +307,8 @@ for i = 1, nl do
 end
 for i = 1, nl do
   out[#out + 1] = fresh[i]
+end
+for i = 1, nl do
+  out[#out + 1] = wrote[i]
 end
 return out
