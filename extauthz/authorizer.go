@@ -257,10 +257,15 @@ func (a *Authorizer) decide(ctx context.Context, in *PolicyInput, res *PolicyRes
 			first = d
 			continue
 		}
-		first.Take.Limits = append(slices.Clip(first.Take.Limits), d.Take.Limits...)
-		first.Take.Quotas = append(slices.Clip(first.Take.Quotas), d.Take.Quotas...)
+		first.Take = mergeTake(first.Take, d.Take)
 		first.RateLimitHeaders = first.RateLimitHeaders || d.RateLimitHeaders
 		first.Leases = appendLeases(first.Leases, d.Leases)
+	}
+	if n := len(first.Take.Limits) + len(first.Take.Quotas); n > maxBatchTake {
+		d := Deny(http.StatusRequestEntityTooLarge, ReasonBadRequest)
+		d.Body = string(mcp.ErrorReply(in.MCP, mcp.CodeInvalidRequest, "the batch asks for too many rate limits and quotas at once; send fewer messages"))
+		d.Headers = append(d.Headers, Header{"content-type", "application/json"})
+		return d, nil
 	}
 	return first, nil
 }

@@ -147,6 +147,35 @@ func leaseKeys(leases []quotas.Lease) []string {
 	return keys
 }
 
+// maxBatchTake bounds the limits and quotas one batch takes at once (one
+// script call on Redis, which serves no one else meanwhile).
+const maxBatchTake = 64
+
+// mergeTake adds to a batch's take another message's: a limit the batch
+// already takes (the same but for the cost) costs more, as taking it twice
+// would; quotas count once per message.
+func mergeTake(to, from quotas.Request) quotas.Request {
+	limits := slices.Clone(to.Limits) // the policy's slices may be shared (decision cache)
+	for _, l := range from.Limits {
+		i := slices.IndexFunc(limits, func(h quotas.Limit) bool { return sameLimit(h, l) })
+		if i < 0 {
+			limits = append(limits, l)
+			continue
+		}
+		limits[i].Cost = max(limits[i].Cost, 1) + max(l.Cost, 1)
+	}
+	return quotas.Request{Limits: limits, Quotas: append(slices.Clip(to.Quotas), from.Quotas...)}
+}
+
+// sameLimit reports whether a and b are one limit, whatever they cost.
+func sameLimit(a, b quotas.Limit) bool {
+	a.Cost, b.Cost = 0, 0
+	if a.Share != nil && b.Share != nil && *a.Share == *b.Share {
+		a.Share, b.Share = nil, nil
+	}
+	return a == b
+}
+
 // appendLeases adds to a batch's leases those of another message, once
 // per key: a request holds one slot of a key however many messages ask.
 func appendLeases(to, from []quotas.Lease) []quotas.Lease {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -341,5 +342,46 @@ func TestLeasesReleasedOnEveryDenial(t *testing.T) {
 				t.Errorf("released %v, want the request's lease", tt.leaser.released)
 			}
 		})
+	}
+}
+
+func TestMergeTake(t *testing.T) {
+	a := quotas.Limit{Name: "a", Key: "user:u-1", Limit: 10, Window: time.Second}
+	b := quotas.Limit{Name: "b", Key: "tool:x", Limit: 10, Window: time.Second, Cost: 3, Share: &quotas.Share{Pool: "p"}}
+	q := quotas.Quota{Name: "q", Key: "tenant:acme", Limit: 5, Period: quotas.Day}
+	first := quotas.Request{Limits: []quotas.Limit{a, b}, Quotas: []quotas.Quota{q}}
+	second := quotas.Request{Limits: []quotas.Limit{a, {Name: "b", Key: "tool:x", Limit: 10, Window: time.Second, Cost: 2, Share: &quotas.Share{Pool: "p"}}}, Quotas: []quotas.Quota{q}}
+	got := mergeTake(first, second)
+	if len(got.Limits) != 2 || got.Limits[0].Cost != 2 || got.Limits[1].Cost != 5 || len(got.Quotas) != 2 {
+		t.Errorf("merged %+v", got)
+	}
+	if first.Limits[0].Cost != 0 || first.Limits[1].Cost != 3 {
+		t.Errorf("the first message's take was modified: %+v", first)
+	}
+	other := a
+	other.Limit = 20
+	if got := mergeTake(first, quotas.Request{Limits: []quotas.Limit{other}}); len(got.Limits) != 3 {
+		t.Errorf("a different limit on the same key merged: %+v", got)
+	}
+}
+
+// TestBatchTooManyLimits: a batch whose messages ask for more limits and
+// quotas than one take may hold is refused before anything is taken.
+func TestBatchTooManyLimits(t *testing.T) {
+	n := 0
+	p := &fakePolicy{decide: func(context.Context, *PolicyInput) (Decision, error) {
+		n++ // a quota per message, each counted
+		return Decision{Allowed: true, Take: quotas.Request{Quotas: []quotas.Quota{{Name: "q", Key: fmt.Sprint("k", n), Limit: 5, Period: quotas.Day}}}}, nil
+	}}
+	var taken bool
+	l := limiterFunc(func(context.Context, quotas.Request) (quotas.Result, error) {
+		taken = true
+		return quotas.Result{Allowed: true}, nil
+	})
+	a := NewAuthorizer(p, fixedIDs(), WithLimiter(l), WithMCP(mcp.Options{AllowBatches: true}, "/mcp"))
+	batch := `[` + strings.Repeat(toolsCall+",", maxBatchTake) + toolsCall + `]`
+	d, _ := a.Check(t.Context(), mcpRequest(batch))
+	if d.Allowed || d.Status != http.StatusRequestEntityTooLarge || taken {
+		t.Errorf("decision %+v (taken %v); want a 413 taking nothing", d, taken)
 	}
 }

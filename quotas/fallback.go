@@ -78,7 +78,8 @@ func WithStateChange(changed func(down bool)) FallbackOption {
 
 // NewFallback returns a Limiter taking from shared, falling back to local
 // as each limit's mode says; replicas reports how many instances share the
-// limits (values below 1 count as 1).
+// limits, or 0 when that is not known (no replica count has been read
+// yet): Local limits then refuse, since this instance's share is unknown.
 func NewFallback(shared, local Limiter, replicas func() int, opts ...FallbackOption) *Fallback {
 	f := &Fallback{
 		shared:   shared,
@@ -166,9 +167,13 @@ func (f *Fallback) fallback(ctx context.Context, req Request) (Result, error) {
 	}
 	var local Request
 	var at []int // index in req.Limits of each local limit
-	n := max(1, f.replicas())
+	n := f.replicas()
 	for i, l := range req.Limits {
-		switch l.OnBackendError {
+		mode := l.OnBackendError
+		if (mode == Local || mode == "") && n < 1 {
+			mode = Deny
+		}
+		switch mode {
 		case Deny:
 			res.Allowed = false
 			res.RetryAfter = max(res.RetryAfter, fallbackRetryAfter)
@@ -208,8 +213,11 @@ func (f *Fallback) fallback(ctx context.Context, req Request) (Result, error) {
 }
 
 // InstanceShare is l as one of n instances enforces it alone: the same
-// number of units over n windows (the rate divided by n, exactly), and a
-// burst of the n-th part (at least one unit).
+// number of units over n windows (the rate divided by n, exactly; the
+// window at most MaxWindow, which only slows the rate further), and a
+// burst of the n-th part — at least the request's cost when the whole
+// burst admits it, so a costly request is not refused for the whole
+// outage.
 func InstanceShare(l Limit, n int) Limit {
 	if n <= 1 {
 		return l
@@ -218,8 +226,16 @@ func InstanceShare(l Limit, n int) Limit {
 	if burst == 0 {
 		burst = l.Limit
 	}
-	l.Window *= time.Duration(n)
+	if l.Window > MaxWindow/time.Duration(n) {
+		l.Window = MaxWindow
+	} else {
+		l.Window *= time.Duration(n)
+	}
+	cost := max(l.Cost, 1)
 	l.Burst = max(burst/int64(n), 1)
+	if cost <= burst {
+		l.Burst = max(l.Burst, cost)
+	}
 	if l.Limit == 0 {
 		l.Burst = 0
 	}

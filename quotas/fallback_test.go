@@ -102,6 +102,21 @@ func TestFallbackModes(t *testing.T) {
 	}
 }
 
+// TestFallbackWithoutAReplicaCount: before any replica count was read,
+// this instance's share is unknown: Local limits refuse, Allow ones admit.
+func TestFallbackWithoutAReplicaCount(t *testing.T) {
+	f, s, _ := newFallback(t, 0)
+	s.down.Store(true)
+	local := quotas.Limit{Name: "local", Key: "k", Limit: 100, Window: time.Second}
+	if res, err := f.Take(t.Context(), quotas.Request{Limits: []quotas.Limit{local}}); err != nil || res.Allowed {
+		t.Errorf("a local limit with no replica count: %+v %v; want a refusal", res, err)
+	}
+	local.OnBackendError = quotas.Allow
+	if res, err := f.Take(t.Context(), quotas.Request{Limits: []quotas.Limit{local}}); err != nil || !res.Allowed {
+		t.Errorf("an allow limit with no replica count: %+v %v", res, err)
+	}
+}
+
 // TestFallbackShareOverTime: over ten seconds of steady traffic one of four
 // instances admits its quarter of the rate, and no more.
 func TestFallbackShareOverTime(t *testing.T) {
@@ -224,6 +239,12 @@ func TestInstanceShare(t *testing.T) {
 		{"ok/burst divided", quotas.Limit{Limit: 100, Window: time.Second, Burst: 40}, 4, quotas.Limit{Limit: 100, Window: 4 * time.Second, Burst: 10}},
 		{"ok/at least one unit", quotas.Limit{Limit: 2, Window: time.Second}, 10, quotas.Limit{Limit: 2, Window: 10 * time.Second, Burst: 1}},
 		{"ok/zero stays zero", quotas.Limit{Limit: 0, Window: time.Second}, 3, quotas.Limit{Limit: 0, Window: 3 * time.Second}},
+		{"ok/a costly request still fits", quotas.Limit{Limit: 100, Window: time.Second, Cost: 5}, 30,
+			quotas.Limit{Limit: 100, Window: 30 * time.Second, Burst: 5, Cost: 5}},
+		{"ok/a cost over the whole burst is not helped", quotas.Limit{Limit: 10, Window: time.Second, Cost: 20}, 2,
+			quotas.Limit{Limit: 10, Window: 2 * time.Second, Burst: 5, Cost: 20}},
+		{"ok/a long window does not overflow", quotas.Limit{Limit: 10, Window: quotas.MaxWindow}, 300,
+			quotas.Limit{Limit: 10, Window: quotas.MaxWindow, Burst: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

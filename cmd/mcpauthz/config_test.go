@@ -164,6 +164,8 @@ mcp:
 		{name: "fail/negative replicas", env: []string{"MCPAUTHZ_LIMITS_REPLICAS=-1"}, wantErr: "limits.replicas"},
 		{name: "fail/no local keys", env: []string{"MCPAUTHZ_LIMITS_MAX_KEYS=0"}, wantErr: "limits.max_keys"},
 		{name: "fail/usage persisted without redis", env: []string{"MCPAUTHZ_LIMITS_POSTGRES=postgres://db/limits"}, wantErr: "set limits.redis too"},
+		{name: "fail/usage store as a keyword DSN", env: []string{"MCPAUTHZ_LIMITS_REDIS=redis://cache", "MCPAUTHZ_LIMITS_POSTGRES=host=db password=hunter2"},
+			wantErr: "not a postgres:// URL"},
 		{name: "fail/persist interval", env: []string{"MCPAUTHZ_LIMITS_PERSIST_INTERVAL=100ms"}, wantErr: "limits.persist_interval"},
 		{name: "fail/relative MCP path", env: []string{"MCPAUTHZ_MCP_PATHS=mcp"}, wantErr: "mcp.paths"},
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"time"
 
@@ -86,8 +87,12 @@ func (c LimitsConfig) validate() error {
 		if c.Redis == "" {
 			bad("limits.postgres: set limits.redis too; usage counted in process is not persisted")
 		}
-		if _, err := pgx.ParseConfig(c.Postgres); err != nil {
-			bad("limits.postgres: the postgres URL cannot be parsed") // it may hold a password
+		// A URL, not a keyword DSN: the URL is what is printed (its
+		// password removed); a DSN would be printed whole.
+		if u, err := url.Parse(c.Postgres); err != nil || u.Scheme != "postgres" && u.Scheme != "postgresql" {
+			bad("limits.postgres: not a postgres:// URL") // it may hold a password
+		} else if _, err := pgx.ParseConfig(c.Postgres); err != nil {
+			bad("limits.postgres: the postgres URL cannot be parsed")
 		}
 	}
 	if p := time.Duration(c.PersistInterval); p < time.Second || p > time.Hour {
@@ -117,7 +122,13 @@ func (s *sidecar) buildLimiter(ctx context.Context) (quotas.Limiter, quotas.Leas
 		return nil, nil, err
 	}
 	s.closers = append(s.closers, rdb)
+	// On a cluster a Take may call several slots in turn, each bounded by
+	// the timeout: the Take as a whole gets four.
 	timeout := time.Duration(c.Timeout)
+	takeTimeout := timeout
+	if c.Cluster {
+		takeTimeout *= 4
+	}
 
 	replicas := func() int { return c.Replicas }
 	if c.Replicas == 0 {
@@ -137,7 +148,7 @@ func (s *sidecar) buildLimiter(ctx context.Context) (quotas.Limiter, quotas.Leas
 		s.background = append(s.background, sync.Run)
 	}
 	s.limiter = quotas.NewFallback(shared, local, replicas,
-		quotas.WithSharedTimeout(timeout), quotas.WithRetryInterval(time.Duration(c.RetryInterval)),
+		quotas.WithSharedTimeout(takeTimeout), quotas.WithRetryInterval(time.Duration(c.RetryInterval)),
 		quotas.WithFallbackLogger(s.log),
 		quotas.WithStateChange(func(down bool) {
 			if s.grpc != nil {

@@ -6,8 +6,11 @@ package redisquota
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -135,8 +138,19 @@ func (l *Limiter) limitKeys(lim quotas.Limit) []string {
 	if lim.Share == nil {
 		return []string{l.prefix + ":rl:" + lim.Key}
 	}
-	pool := l.prefix + ":fair:{" + lim.Share.Pool + "}"
+	pool := l.prefix + ":fair:{" + poolTag(lim.Share.Pool) + "}"
 	return []string{pool + ":active", pool + ":tenants", pool + ":classes"}
+}
+
+// poolTag is the hash tag of a pool: its name, or when the name holds a
+// brace (which would end or empty the tag, splitting the pool's keys
+// across slots) a digest of it.
+func poolTag(pool string) string {
+	if !strings.ContainsAny(pool, "{}") {
+		return pool
+	}
+	sum := sha256.Sum256([]byte(pool))
+	return "#" + hex.EncodeToString(sum[:12])
 }
 
 func (l *Limiter) quotaKey(q quotas.Quota, periodID string) string {

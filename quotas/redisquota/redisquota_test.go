@@ -2,6 +2,7 @@ package redisquota_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,15 +94,16 @@ func BenchmarkTakeFairShare(b *testing.B) {
 // slot, whatever its name, so one script can keep reading them together.
 func TestPoolKeysShareASlot(t *testing.T) {
 	rdb, p := testredis.Shared(t)
-	l := redisquota.New(rdb, redisquota.WithPrefix(p))
 	ctx := context.Background()
-	for _, pool := range []string{"tool:search", "a}b", "{x}", "tool:%7Bq%7D"} {
+	for i, pool := range []string{"tool:search", "a}b", "{x}", "}x", "tool:%7Bq%7D"} {
+		pp := fmt.Sprintf("%s:%d", p, i)
+		l := redisquota.New(rdb, redisquota.WithPrefix(pp))
 		req := quotas.Request{Limits: []quotas.Limit{{Name: "pool", Key: "tenant:acme", Limit: 10, Window: time.Second,
 			Share: &quotas.Share{Pool: pool}}}}
 		if res, err := l.Take(ctx, req); err != nil || !res.Allowed {
 			t.Fatalf("pool %q: %+v %v", pool, res, err)
 		}
-		keys, err := rdb.Keys(ctx, p+":fair:{"+pool+"}:*").Result()
+		keys, err := rdb.Keys(ctx, pp+":fair:*").Result()
 		if err != nil || len(keys) != 3 {
 			t.Fatalf("pool %q: keys %q %v", pool, keys, err)
 		}

@@ -28,18 +28,19 @@ type Replicas struct {
 }
 
 // NewReplicas returns the counter of replica id (unique per process) over
-// rdb, under prefix. The count is 1 until the first heartbeat.
+// rdb, under prefix. The count is 0 (not known) until the first heartbeat
+// is answered: a replica started while Redis is down cannot tell its
+// share, and the fallback refuses its Local limits rather than guess.
 func NewReplicas(rdb redis.Cmdable, prefix, id string, interval time.Duration, log *slog.Logger) *Replicas {
 	if interval <= 0 {
 		interval = DefaultHeartbeat
 	}
-	r := &Replicas{rdb: rdb, key: prefix + ":replicas", id: id, interval: interval, log: log}
-	r.count.Store(1)
-	return r
+	return &Replicas{rdb: rdb, key: prefix + ":replicas", id: id, interval: interval, log: log}
 }
 
-// Count returns the replicas last counted, at least 1.
-func (r *Replicas) Count() int { return int(max(1, r.count.Load())) }
+// Count returns the replicas last counted (this one included), or 0 before
+// the first count.
+func (r *Replicas) Count() int { return int(r.count.Load()) }
 
 // Run heartbeats until ctx is done, then withdraws this replica.
 func (r *Replicas) Run(ctx context.Context) error {
