@@ -188,6 +188,12 @@ type Claims struct {
 	// SessionID is the session a token was issued for (OIDC "sid"), so a
 	// verifier can stop the token when the session ends.
 	SessionID string `json:"sid,omitempty"`
+	// Tier and TimeZone are the organization's plan (for a key, the lower
+	// of its own and the organization's) and time zone, so a token's
+	// limits and quotas are those of a session or key of the same
+	// organization, on the same calendar.
+	Tier     string `json:"tier,omitempty"`
+	TimeZone string `json:"tz,omitempty"`
 }
 
 // Issued is a token and its expiry.
@@ -202,15 +208,19 @@ func (t *Tokens) ForSession(ctx context.Context, sess *Session, orgID string) (*
 	if orgID == "" {
 		orgID = sess.ActiveOrgID
 	}
-	var roles []string
+	c := Claims{Tenant: orgID, AMR: []string{"pwd"}, SessionID: sess.ID}
 	if orgID != "" {
 		r, err := role(ctx, t.svc.store, orgID, sess.UserID)
 		if err != nil {
 			return nil, err
 		}
-		roles = []string{string(r)}
+		org, err := t.svc.store.OrgByID(ctx, orgID)
+		if err != nil {
+			return nil, err
+		}
+		c.Roles, c.Tier, c.TimeZone = []string{string(r)}, string(org.Tier), org.TimeZone
 	}
-	return t.issue(Claims{Tenant: orgID, Roles: roles, AMR: []string{"pwd"}, SessionID: sess.ID}, sess.UserID, sess.AuthTime)
+	return t.issue(c, sess.UserID, sess.AuthTime)
 }
 
 // ErrRestrictedKey refuses a token for a key restricted to addresses or
@@ -238,7 +248,12 @@ func (t *Tokens) ForAPIKey(ctx context.Context, k *APIKey) (*Issued, error) {
 	case !errors.Is(err, ErrForbidden):
 		return nil, err
 	}
-	return t.issue(Claims{Tenant: k.OrgID, Roles: roles, Scope: scope}, "key:"+k.ID, time.Time{})
+	org, err := t.svc.store.OrgByID(ctx, k.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	c := Claims{Tenant: k.OrgID, Roles: roles, Scope: scope, Tier: string(LowerTier(k.Tier, org.Tier)), TimeZone: org.TimeZone}
+	return t.issue(c, "key:"+k.ID, time.Time{})
 }
 
 // issue signs c, with the registered claims filled in for sub.

@@ -65,7 +65,7 @@ func TestTokenForSession(t *testing.T) {
 	}
 	if claims["sub"] != owner.ID || claims["tid"] != org.ID || claims["roles"].([]any)[0] != "owner" ||
 		claims["auth_time"].(float64) != float64(l.Session.AuthTime.Unix()) || claims["jti"] == "" || claims["amr"].([]any)[0] != "pwd" ||
-		claims["sid"] != l.Session.ID {
+		claims["sid"] != l.Session.ID || claims["tier"] != "free" || claims["tz"] != org.TimeZone || org.TimeZone == "" {
 		t.Fatalf("claims %v", claims)
 	}
 	if !iss.ExpiresAt.Equal(f.clock.Now().Add(5 * time.Minute)) {
@@ -122,7 +122,7 @@ func TestTokenForAPIKey(t *testing.T) {
 	}
 	claims, err := verify(t, tk, f, iss.Token)
 	if err != nil || claims["sub"] != "key:"+k.ID || claims["tid"] != org.ID || claims["scope"] != "mcp:tools:call mcp:tools:list" ||
-		claims["roles"].([]any)[0] != "owner" {
+		claims["roles"].([]any)[0] != "owner" || claims["tier"] != "free" || claims["tz"] != org.TimeZone {
 		t.Fatalf("claims %v %v", claims, err)
 	}
 	if err := f.svc.RevokeAPIKey(ctx, owner.ID, org.ID, got.ID, meta); err != nil {

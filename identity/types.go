@@ -39,6 +39,18 @@ const (
 // Valid reports whether t is a tier.
 func (t Tier) Valid() bool { return tierRank(t) > 0 }
 
+// LowerTier is the lower of a key's tier and its organization's: a key
+// never outranks its organization, even after a downgrade. An empty key
+// tier is the organization's; an unknown tier counts as free.
+func LowerTier(key, org Tier) Tier {
+	order := []Tier{TierFree, TierPro, TierEnterprise}
+	r := func(t Tier) int { return max(tierRank(t)-1, 0) }
+	if key == "" || r(org) < r(key) {
+		return order[r(org)]
+	}
+	return order[r(key)]
+}
+
 // tierRank orders tiers, free lowest; it is 0 for anything else.
 func tierRank(t Tier) int {
 	return slices.Index([]Tier{TierFree, TierPro, TierEnterprise}, t) + 1

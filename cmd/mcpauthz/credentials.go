@@ -133,6 +133,10 @@ type JWTClaimConfig struct {
 	Tenant  string `yaml:"tenant"`
 	Roles   string `yaml:"roles"`
 	Scopes  string `yaml:"scopes"`
+	// Tier and TimeZone: the organization's plan and IANA time zone
+	// (default "tier" and "tz", as the identity service issues them).
+	Tier     string `yaml:"tier"`
+	TimeZone string `yaml:"time_zone"`
 }
 
 func (c JWTConfig) verifierConfig() credentials.JWTConfig {
@@ -143,7 +147,8 @@ func (c JWTConfig) verifierConfig() credentials.JWTConfig {
 			Algorithms: i.Algorithms, Audiences: i.Audiences, RequiredClaims: i.RequiredClaims,
 			Leeway: time.Duration(i.Leeway), RefreshInterval: time.Duration(i.Refresh),
 			Claims: credentials.JWTClaimMap{Subject: i.Claims.Subject, UserID: i.Claims.UserID,
-				Tenant: i.Claims.Tenant, Roles: i.Claims.Roles, Scopes: i.Claims.Scopes},
+				Tenant: i.Claims.Tenant, Roles: i.Claims.Roles, Scopes: i.Claims.Scopes,
+				Tier: i.Claims.Tier, TimeZone: i.Claims.TimeZone},
 		})
 	}
 	return out

@@ -184,7 +184,7 @@ func (v *APIKeyVerifier) grant(ctx context.Context, d token.Digest) (*keyGrant, 
 	if err != nil {
 		return nil, fmt.Errorf("API key organization: %w", err)
 	}
-	g := &keyGrant{key: *k, tier: lowerTier(k.Tier, org.Tier), zone: org.TimeZone}
+	g := &keyGrant{key: *k, tier: identity.LowerTier(k.Tier, org.Tier), zone: org.TimeZone}
 	m, err := v.store.Membership(ctx, k.OrgID, k.CreatedBy)
 	switch {
 	case err == nil:
@@ -234,17 +234,6 @@ func keyExpiry(k *identity.APIKey, now time.Time) time.Time {
 		}
 	}
 	return until
-}
-
-// lowerTier is the lower of a key's tier and its organization's: a key
-// never outranks its organization, even after a downgrade.
-func lowerTier(key, org identity.Tier) identity.Tier {
-	order := []identity.Tier{identity.TierFree, identity.TierPro, identity.TierEnterprise}
-	rank := func(t identity.Tier) int { return max(slices.Index(order, t), 0) } // unknown: the lowest
-	if key == "" || rank(org) < rank(key) {
-		return order[rank(org)]
-	}
-	return order[rank(key)]
 }
 
 // Evict drops what a revocation event makes stale: the keys it names, the

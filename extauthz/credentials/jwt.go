@@ -143,6 +143,12 @@ type JWTClaimMap struct {
 	Tenant  string // default "tid"
 	Roles   string // default "roles"
 	Scopes  string // default "scope", or "scp" when there is no "scope"
+	// Tier and TimeZone carry the organization's plan and IANA time zone
+	// (default "tier" and "tz", as the identity service issues them); a
+	// token without them has neither. A time zone that is not a known
+	// IANA name refuses the token: its quotas would count on no calendar.
+	Tier     string
+	TimeZone string
 }
 
 func (m JWTClaimMap) withDefaults() JWTClaimMap {
@@ -157,6 +163,12 @@ func (m JWTClaimMap) withDefaults() JWTClaimMap {
 	}
 	if m.Roles == "" {
 		m.Roles = "roles"
+	}
+	if m.Tier == "" {
+		m.Tier = "tier"
+	}
+	if m.TimeZone == "" {
+		m.TimeZone = "tz"
 	}
 	return m
 }
@@ -509,7 +521,14 @@ func (v *JWTVerifier) mapClaims(iss *jwtIssuer, claims jwt.MapClaims) (extauthz.
 	}
 	m := iss.cfg.Claims
 	id := extauthz.Identity{Authenticated: true, Method: extauthz.MethodJWT, Claims: claims}
-	var errs [5]error
+	var errs [7]error
+	id.Tier, errs[5] = jwtClaimString(claims, m.Tier)
+	id.TimeZone, errs[6] = jwtClaimString(claims, m.TimeZone)
+	if errs[6] == nil && id.TimeZone != "" {
+		if _, err := time.LoadLocation(id.TimeZone); err != nil || id.TimeZone == "Local" {
+			errs[6] = fmt.Errorf("%s: %q is not an IANA time zone", m.TimeZone, id.TimeZone)
+		}
+	}
 	id.Subject, errs[0] = jwtClaimString(claims, m.Subject)
 	id.UserID, errs[1] = jwtClaimString(claims, m.UserID)
 	id.Tenant, errs[2] = jwtClaimString(claims, m.Tenant)

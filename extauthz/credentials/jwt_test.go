@@ -525,6 +525,22 @@ func TestJWTClaimMapping(t *testing.T) {
 	if fmt.Sprint(id.Scopes) != "[Mcp.Read Mcp.Call]" || fmt.Sprint(id.Roles) != "[Admin]" || id.Tenant != "t" {
 		t.Fatalf("identity %+v", id)
 	}
+
+	// The organization's tier and time zone, as the identity service issues
+	// them; a time zone that names no IANA zone refuses the token.
+	withPlan := func(tz string) map[string]any {
+		return map[string]any{"iss": "https://login.example/t/v2.0", "aud": "api://mcp", "sub": "s", "tid": "t",
+			"tier": "pro", "tz": tz, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}
+	}
+	id, err = v2.Verify(context.Background(), jwtReq("Bearer "+jwtSign(t, k, withPlan("Europe/Paris"))))
+	if err != nil || id.Tier != "pro" || id.TimeZone != "Europe/Paris" {
+		t.Fatalf("identity %+v, %v", id, err)
+	}
+	for _, tz := range []string{"Mars/Olympus", "Local", "../../etc/passwd"} {
+		if _, err := v2.Verify(context.Background(), jwtReq("Bearer "+jwtSign(t, k, withPlan(tz)))); !errors.Is(err, errJWTClaims) {
+			t.Errorf("time zone %q: %v, want the claims refused", tz, err)
+		}
+	}
 }
 
 func TestJWTCache(t *testing.T) {
