@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,7 @@ type Authorizer struct {
 	policy      PolicyEvaluator
 	identity    IdentityVerifier
 	decisions   DecisionLogger
+	observer    DecisionObserver // nil: none
 	limiter     quotas.Limiter
 	leaser      quotas.Leaser
 	ids         func() string
@@ -74,6 +76,9 @@ type Option func(*Authorizer)
 // WithIdentityVerifier sets how callers are identified (default: everyone
 // is anonymous).
 func WithIdentityVerifier(v IdentityVerifier) Option { return func(a *Authorizer) { a.identity = v } }
+
+// WithObserver sets who is told of every decision (metrics).
+func WithObserver(o DecisionObserver) Option { return func(a *Authorizer) { a.observer = o } }
 
 // WithDecisionLogger sets where decisions are recorded (default: nowhere).
 func WithDecisionLogger(l DecisionLogger) Option { return func(a *Authorizer) { a.decisions = l } }
@@ -196,7 +201,7 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 		a.log.LogAttrs(ctx, level, "request denied by a fault",
 			slog.String("decision_id", id), slog.String("reason", d.Reason), slog.Any("error", err))
 	}
-	a.decisions.LogDecision(DecisionEvent{
+	ev := DecisionEvent{
 		DecisionID: id,
 		Time:       start,
 		Duration:   a.now().Sub(start),
@@ -208,7 +213,15 @@ func (a *Authorizer) Check(ctx context.Context, req *Request) (Decision, error) 
 		Status:     d.Status,
 		Reason:     d.Reason,
 		Err:        err,
-	})
+		PolicyTime: res.EvalTime,
+	}
+	if in.Identity != nil {
+		ev.Method = cmp.Or(in.Identity.Method, MethodNone)
+	}
+	if a.observer != nil {
+		a.observer.ObserveDecision(&ev)
+	}
+	a.decisions.LogDecision(ev)
 	return d, err
 }
 
@@ -271,7 +284,9 @@ func (a *Authorizer) decide(ctx context.Context, in *PolicyInput, res *PolicyRes
 }
 
 func (a *Authorizer) evaluate(ctx context.Context, in *PolicyInput, res *PolicyResult) (Decision, error) {
+	start := time.Now()
 	r, err := a.policy.Evaluate(ctx, in)
+	r.EvalTime = res.EvalTime + time.Since(start)
 	*res = r
 	switch {
 	case err == nil:

@@ -31,6 +31,8 @@ type PolicyResult struct {
 	Revision string   // the policy bundle's revision
 	Input    Document // the input document the policy saw
 	Result   Document // the policy's raw result
+	// EvalTime is how long evaluation took (set by the Authorizer).
+	EvalTime time.Duration
 }
 
 // PolicyEvaluator evaluates the active policy. It returns an error wrapping
@@ -105,6 +107,19 @@ type DecisionEvent struct {
 	Status     int
 	Reason     string
 	Err        error
+	// Method is how the caller was identified (MethodNone, MethodJWT, ...),
+	// "" when no credential verified.
+	Method string
+	// PolicyTime is the time spent evaluating the policy (every message
+	// of a batch).
+	PolicyTime time.Duration
+}
+
+// DecisionObserver is told of every decision, for metrics: unlike a
+// DecisionLogger it never makes the Authorizer build the input and result
+// documents. ObserveDecision must not block.
+type DecisionObserver interface {
+	ObserveDecision(*DecisionEvent)
 }
 
 // DecisionLogger records decisions. LogDecision must not block.

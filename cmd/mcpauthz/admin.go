@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
+	"github.com/mcpauthz/mcpauthz/extauthz/credentials"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
 )
 
@@ -28,6 +30,12 @@ func (s *sidecar) adminHandler() http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		sidecarCollector{s},
 	)
+	if s.metrics != nil {
+		reg.MustRegister(s.metrics.collectors()...)
+	}
+	if s.identity != nil {
+		reg.MustRegister(s.identity.collectors()...)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -59,8 +67,12 @@ type readiness struct {
 	Policy      bundleReport  `json:"policy"`
 	Shadow      *shadowReport `json:"shadow,omitempty"`
 	Revocations string        `json:"revocations"` // "live", "degraded" or "off"
-	Limits      limitsReport  `json:"limits"`
-	DecisionLog *logReport    `json:"decision_log,omitempty"`
+	// Store is the identity store as the sidecar reads it: "ok",
+	// "unreachable" (not ready: credentials not in memory cannot be
+	// verified) or "none" (credentials need no store).
+	Store       string       `json:"store"`
+	Limits      limitsReport `json:"limits"`
+	DecisionLog *logReport   `json:"decision_log,omitempty"`
 }
 
 // limitsReport says where limits are counted: "shared" (Redis),
@@ -101,7 +113,8 @@ type logReport struct {
 
 func (s *sidecar) readiness() readiness {
 	r := readiness{Policy: reportBundle(s.source), Revocations: s.revocationsState(), Limits: s.limitsReport()}
-	r.Ready = s.engine.Active() != nil
+	r.Store = s.storeState()
+	r.Ready = s.engine.Active() != nil && r.Store != "unreachable"
 	if s.shadow != nil {
 		st := s.shadow.Stats()
 		sr := &shadowReport{Bundle: reportBundle(s.shadowSrc), Decisions: map[string]uint64{}, Dropped: st.Dropped, Unlogged: st.Unlogged}
@@ -118,6 +131,22 @@ func (s *sidecar) readiness() readiness {
 		r.DecisionLog = lr
 	}
 	return r
+}
+
+// storeTimeout bounds the store check of a readiness probe.
+const storeTimeout = time.Second
+
+func (s *sidecar) storeState() string {
+	if s.store == nil {
+		return "none"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := s.store.DB().PingContext(ctx); err != nil {
+		s.log.Warn("readiness: the identity store is unreachable", "error", err)
+		return "unreachable"
+	}
+	return "ok"
 }
 
 func (s *sidecar) limitsReport() limitsReport {
@@ -165,6 +194,14 @@ func reportBundle(src *policySource) bundleReport {
 	return r
 }
 
+func collectLookups(ch chan<- prometheus.Metric, kind string, st credentials.LookupStats) {
+	ch <- prometheus.MustNewConstMetric(lookupsDesc, prometheus.CounterValue, float64(st.Memory), kind, "memory")
+	ch <- prometheus.MustNewConstMetric(lookupsDesc, prometheus.CounterValue, float64(st.Feed), kind, "redis")
+	ch <- prometheus.MustNewConstMetric(lookupsDesc, prometheus.CounterValue, float64(st.Store), kind, "store")
+	ch <- prometheus.MustNewConstMetric(backendErrorsDesc, prometheus.CounterValue, float64(st.FeedErrors), kind, "redis")
+	ch <- prometheus.MustNewConstMetric(backendErrorsDesc, prometheus.CounterValue, float64(st.StoreErrors), kind, "store")
+}
+
 // sidecarCollector reads the sidecar's counters at scrape time.
 type sidecarCollector struct{ s *sidecar }
 
@@ -204,6 +241,15 @@ var (
 		"Requests whose limits were decided without Redis.", nil, nil)
 	limiterKeysDesc = prometheus.NewDesc("mcpauthz_limiter_local_keys",
 		"Limits and quotas counted in process, by kind.", []string{"kind"}, nil)
+	lookupsDesc = prometheus.NewDesc("mcpauthz_credential_lookups_total",
+		"API keys and sessions looked up, by kind and where they were found (memory, redis, store).", []string{"kind", "source"}, nil)
+	backendErrorsDesc = prometheus.NewDesc("mcpauthz_credential_backend_errors_total",
+		"Failed reads of API keys and sessions, by kind and backend (redis: the store was asked instead; store: the request was refused).",
+		[]string{"kind", "backend"}, nil)
+	jwtDesc = prometheus.NewDesc("mcpauthz_jwt_verifications_total",
+		"JWTs verified, by how (cached: answered from the verified-token cache; signature: checked).", []string{"how"}, nil)
+	jwksDesc = prometheus.NewDesc("mcpauthz_jwks_fetches_total",
+		"JWK set loads, by result.", []string{"result"}, nil)
 	leasesDesc = prometheus.NewDesc("mcpauthz_limiter_local_leases",
 		"Concurrency leases held in process.", nil, nil)
 	limiterFullDesc = prometheus.NewDesc("mcpauthz_limiter_local_full_total",
@@ -232,6 +278,19 @@ func (c sidecarCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(limiterKeysDesc, prometheus.GaugeValue, float64(local.Limits), "limit")
 		ch <- prometheus.MustNewConstMetric(limiterKeysDesc, prometheus.GaugeValue, float64(local.Quotas), "quota")
 		ch <- prometheus.MustNewConstMetric(limiterFullDesc, prometheus.CounterValue, float64(local.Full))
+	}
+	if s.keys != nil {
+		collectLookups(ch, "api_key", s.keys.Stats())
+	}
+	if s.sessions != nil {
+		collectLookups(ch, "session", s.sessions.Stats())
+	}
+	if s.jwts != nil {
+		st := s.jwts.Stats()
+		ch <- prometheus.MustNewConstMetric(jwtDesc, prometheus.CounterValue, float64(st.CacheHits), "cached")
+		ch <- prometheus.MustNewConstMetric(jwtDesc, prometheus.CounterValue, float64(st.SignatureChecks), "signature")
+		ch <- prometheus.MustNewConstMetric(jwksDesc, prometheus.CounterValue, float64(st.JWKSFetches), "fetched")
+		ch <- prometheus.MustNewConstMetric(jwksDesc, prometheus.CounterValue, float64(st.JWKSFailures), "failed")
 	}
 	if s.localLeases != nil {
 		ch <- prometheus.MustNewConstMetric(leasesDesc, prometheus.GaugeValue, float64(s.localLeases.Stats().Leases))

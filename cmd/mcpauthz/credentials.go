@@ -229,9 +229,10 @@ func (l *localEvents) listen(es []credentials.Evictor) {
 type sidecarOption func(*sidecar)
 
 // withIdentity shares the identity service's store, its record of API
-// key use and, in process, its revocation events.
-func withIdentity(store *sqlstore.Store, usage *identity.Usage, events *localEvents) sidecarOption {
-	return func(s *sidecar) { s.store, s.usage, s.local = store, usage, events }
+// key use, its metrics (served on the sidecar's admin listener) and, in
+// process, its revocation events.
+func withIdentity(store *sqlstore.Store, usage *identity.Usage, metrics *identityMetrics, events *localEvents) sidecarOption {
+	return func(s *sidecar) { s.store, s.usage, s.identity, s.local = store, usage, metrics, events }
 }
 
 // buildCredentials returns the chain of verifiers the configuration asks
@@ -265,6 +266,7 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 		// it all; the store is asked next.
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 50*time.Millisecond, 30*time.Millisecond, 30*time.Millisecond
 		rdb = redis.NewClient(opt)
+		rdb.AddHook(s.metrics.redisHook("credentials"))
 		s.closers = append(s.closers, rdb)
 		if feed, err = redisfeed.New(rdb, redisfeed.WithPrefix(c.RedisPrefix), redisfeed.WithTimeout(30*time.Millisecond)); err != nil {
 			return nil, err
@@ -278,6 +280,7 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 			return nil, fmt.Errorf("credentials.jwt: %w", err)
 		}
 		s.background = append(s.background, v.Run)
+		s.jwts = v
 		verifiers, evictors = append(verifiers, v), append(evictors, v)
 	}
 	// Freshness is read at each lookup, so the revocation listener can be
@@ -294,6 +297,7 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 		}
 		opts = append(opts, credentials.WithKeyUsage(s.usage))
 		v := credentials.NewAPIKeyVerifier(s.store, freshness, opts...)
+		s.keys = v
 		verifiers, evictors = append(verifiers, v), append(evictors, v)
 	}
 	if c.Sessions {
@@ -314,6 +318,7 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 			opts = append(opts, credentials.WithSignedSessionCache(sc))
 		}
 		v := credentials.NewSessionVerifier(s.store, freshness, opts...)
+		s.sessions = v
 		verifiers, evictors = append(verifiers, v), append(evictors, v)
 	}
 	switch {

@@ -28,6 +28,7 @@ func devDefaults(dataDir string) Config {
 	cfg.Log.Format = "text"
 	cfg.DecisionLog.Output = "stdout"
 	cfg.Identity.Addr = "127.0.0.1:9193"
+	cfg.Identity.AdminAddr = "" // the sidecar's admin listener serves its metrics
 	cfg.Identity.Store = filepath.Join(dataDir, "identity.db")
 	cfg.Identity.AuditKeyFile = filepath.Join(dataDir, "audit.key")
 	cfg.Identity.KEKFile = filepath.Join(dataDir, "kek")
@@ -109,7 +110,7 @@ func runDev(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		id.close()
 		return err
 	}
-	side, err := buildSidecar(ctx, cfg, stdout, log, withIdentity(store, id.usage, events))
+	side, err := buildSidecar(ctx, cfg, stdout, log, withIdentity(store, id.usage, id.metrics, events))
 	if err != nil {
 		id.close()
 		return err

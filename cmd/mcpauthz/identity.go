@@ -37,20 +37,23 @@ const (
 // identityServer is the wired identity service. buildIdentity opens its
 // store, loads its signing keys and binds its port; Run serves.
 type identityServer struct {
-	log     *slog.Logger
-	store   *sqlstore.Store
-	svc     *identity.Service
-	tokens  *identity.Tokens
-	usage   *identity.Usage
-	http    *http.Server
-	lis     net.Listener
-	closers []io.Closer
+	log      *slog.Logger
+	metrics  *identityMetrics
+	admin    *http.Server // nil without identity.admin_addr
+	adminLis net.Listener
+	store    *sqlstore.Store
+	svc      *identity.Service
+	tokens   *identity.Tokens
+	usage    *identity.Usage
+	http     *http.Server
+	lis      net.Listener
+	closers  []io.Closer
 }
 
 // extra options are applied last (dev hands revocation events to the
 // sidecar in process).
 func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger, extra ...identity.Option) (_ *identityServer, err error) {
-	s := &identityServer{log: log}
+	s := &identityServer{log: log, metrics: newIdentityMetrics()}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -73,7 +76,7 @@ func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger, extr
 	}
 	s.closers = append(s.closers, s.store)
 	s.usage = identity.NewKeyUsage(s.store, keyUsageEvery, log)
-	opts := []identity.Option{identity.WithLogger(log), identity.WithKeyUsage(s.usage)}
+	opts := []identity.Option{identity.WithLogger(log), identity.WithKeyUsage(s.usage), identity.WithAuditObserver(s.metrics.observe)}
 	if c.Redis != "" {
 		feed, err := s.openRedis(c.Redis, c.RedisPrefix)
 		if err != nil {
@@ -115,6 +118,13 @@ func buildIdentity(ctx context.Context, c IdentityConfig, log *slog.Logger, extr
 	}
 	if s.lis, err = net.Listen("tcp", c.Addr); err != nil {
 		return nil, fmt.Errorf("identity listener: %w", err)
+	}
+	if c.AdminAddr != "" {
+		if s.adminLis, err = net.Listen("tcp", c.AdminAddr); err != nil {
+			return nil, fmt.Errorf("identity.admin_addr: %w", err)
+		}
+		s.closers = append(s.closers, s.adminLis)
+		s.admin = newHTTPServer(s.adminHandler(), log)
 	}
 	s.closers = append(s.closers, s.lis)
 	if tlsCfg != nil {
@@ -171,6 +181,9 @@ func (s *identityServer) Run(ctx context.Context) error {
 	go func() { usageDone <- s.usage.Run(usageCtx) }()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(ctx, s.http, s.lis, "identity API", s.log) })
+	if s.admin != nil {
+		g.Go(func() error { return serveHTTP(ctx, s.admin, s.adminLis, "identity admin", s.log) })
+	}
 	g.Go(func() error {
 		return every(ctx, rotateEvery, func() {
 			if err := s.tokens.Rotate(ctx); err != nil && ctx.Err() == nil {
@@ -229,7 +242,11 @@ func runIdentity(ctx context.Context, args, environ []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	log.Info("mcpauthz identity serving", "version", version, "addr", s.Addr(),
+	admin := "off"
+	if s.adminLis != nil {
+		admin = s.adminLis.Addr().String()
+	}
+	log.Info("mcpauthz identity serving", "version", version, "addr", s.Addr(), "admin", admin,
 		"store", describeStore(cfg.Identity.Store), "redis", cfg.Identity.Redis != "")
 	return s.Run(ctx)
 }

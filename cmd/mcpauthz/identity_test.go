@@ -35,6 +35,7 @@ func TestIdentityCommand(t *testing.T) {
 		"MCPAUTHZ_IDENTITY_TOKENS_ISSUER=https://id.example.com",
 		"MCPAUTHZ_IDENTITY_TOKENS_AUDIENCE=https://mcp.example.com/mcp",
 		"MCPAUTHZ_IDENTITY_REDIS=" + redisURL,
+		"MCPAUTHZ_IDENTITY_ADMIN_ADDR=127.0.0.1:0",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stderr := &syncBuffer{}
@@ -108,7 +109,7 @@ func TestIdentityTLS(t *testing.T) {
 	pki := newPKI(t)
 	key := bytes.Repeat([]byte{4}, 32)
 	c := Defaults().Identity
-	c.Addr = "127.0.0.1:0"
+	c.Addr, c.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	c.Store = filepath.Join(t.TempDir(), "id.db")
 	c.AuditKey, c.KEK = Secret(key), Secret(key)
 	c.Tokens.Issuer, c.Tokens.Audience = "https://id.example.com", "https://mcp.example.com/mcp"

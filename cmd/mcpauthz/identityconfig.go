@@ -41,6 +41,10 @@ import (
 type IdentityConfig struct {
 	// Addr is the identity HTTP API's listen address.
 	Addr string `yaml:"addr"`
+	// AdminAddr serves /healthz, /readyz (the store answers) and /metrics
+	// for `mcpauthz identity`; empty turns it off. (`mcpauthz dev` serves
+	// the identity service's metrics on the sidecar's admin listener.)
+	AdminAddr string `yaml:"admin_addr"`
 	// Store is where the identity store lives: a postgres:// or
 	// postgresql:// URL, or the path of a SQLite file, created if missing.
 	// A Postgres password is better left out of the URL, in PGPASSWORD or
@@ -141,6 +145,7 @@ func (p PasswordConfig) params() password.Params {
 // Identity defaults.
 const (
 	DefaultIdentityAddr  = ":9193"
+	DefaultIdentityAdmin = ":9195"
 	DefaultIdentityStore = "mcpauthz.db"
 )
 
@@ -155,9 +160,10 @@ const (
 func identityDefaults() IdentityConfig {
 	svc := identity.DefaultConfig()
 	return IdentityConfig{
-		Addr:     DefaultIdentityAddr,
-		Store:    DefaultIdentityStore,
-		Postgres: PostgresConfig{MaxConns: 4, MaxIdleConns: 2, ConnLifetime: Duration(30 * time.Minute)},
+		Addr:      DefaultIdentityAddr,
+		AdminAddr: DefaultIdentityAdmin,
+		Store:     DefaultIdentityStore,
+		Postgres:  PostgresConfig{MaxConns: 4, MaxIdleConns: 2, ConnLifetime: Duration(30 * time.Minute)},
 		Tokens: TokensConfig{
 			TTL:           Duration(5 * time.Minute),
 			Alg:           string(token.DefaultAlg),
@@ -186,6 +192,11 @@ func (c IdentityConfig) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
+	if c.AdminAddr != "" {
+		if err := checkAddr(c.AdminAddr); err != nil {
+			bad("identity.admin_addr: %v", err)
+		}
+	}
 	if err := checkAddr(c.Addr); err != nil {
 		bad("identity.addr: %v", err)
 	}

@@ -122,6 +122,7 @@ func (s *sidecar) buildLimiter(ctx context.Context) (quotas.Limiter, quotas.Leas
 		return nil, nil, err
 	}
 	s.closers = append(s.closers, rdb)
+	rdb.AddHook(s.metrics.redisHook("limits"))
 	// On a cluster a Take may call several slots in turn, each bounded by
 	// the timeout: the Take as a whole gets four.
 	timeout := time.Duration(c.Timeout)
@@ -165,6 +166,7 @@ const limitsHealth = "mcpauthz.limits"
 // limitsRedis is a Redis client or a Redis Cluster's.
 type limitsRedis interface {
 	redis.Cmdable
+	AddHook(redis.Hook)
 	Close() error
 }
 

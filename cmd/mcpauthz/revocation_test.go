@@ -106,7 +106,7 @@ func TestRevocationAcrossProcesses(t *testing.T) {
 	}
 	// The identity service writes under the same prefix as the sidecar
 	// reads: the default, unless the test isolates it.
-	idEnv := append(append([]string{}, env...), "MCPAUTHZ_IDENTITY_REDIS_PREFIX="+prefix)
+	idEnv := append(append([]string{}, env...), "MCPAUTHZ_IDENTITY_REDIS_PREFIX="+prefix, "MCPAUTHZ_IDENTITY_ADMIN_ADDR=127.0.0.1:0")
 	id := start(t, []string{"identity", "-addr", "127.0.0.1:0"}, idEnv)
 	api := "http://" + id.logged(t, `"msg":"mcpauthz identity serving".*"addr":"([^"]+)"`)
 	side := start(t, []string{"serve", "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-decision-log", "off"}, env)

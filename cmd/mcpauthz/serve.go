@@ -21,6 +21,7 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/extauthz/credentials"
 	"github.com/mcpauthz/mcpauthz/extauthz/decisionlog"
 	"github.com/mcpauthz/mcpauthz/extauthz/envoygrpc"
 	"github.com/mcpauthz/mcpauthz/extauthz/forwardauth"
@@ -53,6 +54,12 @@ type sidecar struct {
 	decisions *decisionlog.Logger
 	closers   []io.Closer
 
+	metrics  *sidecarMetrics
+	identity *identityMetrics             // the identity service's, when it runs in this process (dev)
+	keys     *credentials.APIKeyVerifier  // nil unless credentials.api_keys
+	sessions *credentials.SessionVerifier // nil unless credentials.sessions
+	jwts     *credentials.JWTVerifier     // nil without JWT issuers
+
 	limiter      *quotas.Fallback  // with limits.redis
 	localLimiter *memquota.Limiter // the in-process limits, or the fallback's
 	localLeases  *memquota.Leases  // without limits.redis
@@ -69,7 +76,7 @@ type sidecar struct {
 }
 
 func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, opts ...sidecarOption) (_ *sidecar, err error) {
-	s := &sidecar{cfg: cfg, log: log}
+	s := &sidecar{cfg: cfg, log: log, metrics: newSidecarMetrics()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -120,6 +127,7 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	aopts := []extauthz.Option{
 		extauthz.WithIdentityVerifier(verifier),
 		extauthz.WithLimiter(limiter),
+		extauthz.WithObserver(s.metrics),
 		extauthz.WithLeaser(leaser),
 		extauthz.WithProtectedResource(s.resource),
 		extauthz.WithTimeout(time.Duration(cfg.Policy.Timeout)),

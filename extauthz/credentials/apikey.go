@@ -53,6 +53,8 @@ type APIKeyVerifier struct {
 	now   func() time.Time
 	log   *slog.Logger
 	keys  *memo[token.Digest, *keyGrant]
+
+	lookups lookups
 }
 
 // keyGrant is a key with what it is granted in its organization: the
@@ -165,6 +167,7 @@ func apiKeySecret(req *extauthz.Request) (string, error) {
 func (v *APIKeyVerifier) grant(ctx context.Context, d token.Digest) (*keyGrant, error) {
 	now := v.now()
 	if g, ok := v.keys.get(d, now, v.fresh.MaxAge()); ok {
+		v.lookups.memory.Add(1)
 		return g, nil
 	}
 	gen := v.keys.generation()
@@ -201,20 +204,26 @@ func (v *APIKeyVerifier) lookup(ctx context.Context, d token.Digest) (*identity.
 	k, err := v.feed.APIKey(ctx, d[:])
 	switch {
 	case err == nil:
+		v.lookups.feed.Add(1)
 		k.TokenDigest = d[:] // the record's key is the digest
 		return k, nil
 	case errors.Is(err, redisfeed.ErrRevoked):
+		v.lookups.feed.Add(1)
 		return nil, fmt.Errorf("%w: API key revoked", extauthz.ErrInvalidCredential)
 	case !errors.Is(err, redisfeed.ErrMiss):
+		v.lookups.feedErrors.Add(1)
 		v.log.LogAttrs(ctx, slog.LevelWarn, "API key feed failed; reading the store", slog.Any("error", err))
 	}
 	k, err = v.store.APIKeyByDigest(ctx, d[:])
 	if errors.Is(err, identity.ErrNotFound) {
+		v.lookups.store.Add(1)
 		return nil, fmt.Errorf("%w: unknown API key", extauthz.ErrInvalidCredential)
 	}
 	if err != nil {
+		v.lookups.storeErrors.Add(1)
 		return nil, fmt.Errorf("API key store: %w", err)
 	}
+	v.lookups.store.Add(1)
 	if k.Usable(v.now()) {
 		if err := v.feed.PutAPIKey(ctx, k); err != nil {
 			v.log.LogAttrs(ctx, slog.LevelDebug, "writing an API key back to the feed failed", slog.Any("error", err))

@@ -55,6 +55,8 @@ type SessionVerifier struct {
 	users    *memo[string, identity.User]
 	members  *memo[memberKey, identity.Role] // "" for not a member
 	plans    *memo[string, orgPlan]          // by organization
+
+	lookups lookups
 }
 
 type memberKey struct{ org, user string }
@@ -265,16 +267,20 @@ func idledOut(s *identity.Session, now time.Time) bool {
 
 func (v *SessionVerifier) lookupSession(ctx context.Context, d token.Digest, now time.Time) (_ *identity.Session, fromStore bool, _ error) {
 	if s, ok := v.sessions.get(d, now, v.fresh.MaxAge()); ok {
+		v.lookups.memory.Add(1)
 		return &s, false, nil
 	}
 	gen := v.sessions.generation()
 	s, err := v.feed.Session(ctx, d[:])
 	switch {
 	case err == nil:
+		v.lookups.feed.Add(1)
 	case errors.Is(err, redisfeed.ErrRevoked):
+		v.lookups.feed.Add(1)
 		return nil, false, fmt.Errorf("%w: session revoked", extauthz.ErrInvalidCredential)
 	default:
 		if !errors.Is(err, redisfeed.ErrMiss) {
+			v.lookups.feedErrors.Add(1)
 			v.log.LogAttrs(ctx, slog.LevelWarn, "session feed failed; reading the store", slog.Any("error", err))
 		}
 		if s, err = v.storeSession(ctx, d); err != nil {
@@ -291,11 +297,14 @@ func (v *SessionVerifier) lookupSession(ctx context.Context, d token.Digest, now
 func (v *SessionVerifier) storeSession(ctx context.Context, d token.Digest) (*identity.Session, error) {
 	s, err := v.store.SessionByDigest(ctx, d[:])
 	if errors.Is(err, identity.ErrNotFound) {
+		v.lookups.store.Add(1)
 		return nil, fmt.Errorf("%w: unknown session", extauthz.ErrInvalidCredential)
 	}
 	if err != nil {
+		v.lookups.storeErrors.Add(1)
 		return nil, fmt.Errorf("session store: %w", err)
 	}
+	v.lookups.store.Add(1)
 	if len(s.TokenDigest) != len(d) || !token.Equal(token.Digest(s.TokenDigest), d) {
 		return nil, fmt.Errorf("%w: unknown session", extauthz.ErrInvalidCredential)
 	}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpauthz/mcpauthz/extauthz"
+)
+
+// sidecarMetrics are the decision path's metrics: what was decided, by
+// which credential, how long it took, and the Redis calls it made.
+type sidecarMetrics struct {
+	decisions *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	policy    prometheus.Histogram
+	redisCmds *prometheus.CounterVec
+	redisTime *prometheus.HistogramVec
+}
+
+// latencyBuckets cover a decision from 25 µs to 1 s.
+var latencyBuckets = prometheus.ExponentialBucketsRange(25e-6, 1, 16)
+
+func newSidecarMetrics() *sidecarMetrics {
+	return &sidecarMetrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpauthz_decisions_total",
+			Help: "Decisions, by result (allow or deny), reason and credential method (\"unverified\" when a credential was refused or never checked).",
+		}, []string{"result", "reason", "method"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcpauthz_decision_duration_seconds",
+			Help:    "Time to decide a request, by result.",
+			Buckets: latencyBuckets,
+		}, []string{"result"}),
+		policy: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mcpauthz_policy_eval_duration_seconds",
+			Help:    "Time spent evaluating the policy for a request.",
+			Buckets: latencyBuckets,
+		}),
+		redisCmds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpauthz_redis_commands_total",
+			Help: "Redis commands, by client (credentials or limits) and result (ok, miss, error).",
+		}, []string{"client", "result"}),
+		redisTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcpauthz_redis_command_duration_seconds",
+			Help:    "Redis command latency, by client.",
+			Buckets: latencyBuckets,
+		}, []string{"client"}),
+	}
+}
+
+func (m *sidecarMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.decisions, m.duration, m.policy, m.redisCmds, m.redisTime}
+}
+
+// ObserveDecision counts a decision.
+func (m *sidecarMetrics) ObserveDecision(ev *extauthz.DecisionEvent) {
+	result := "deny"
+	if ev.Allowed {
+		result = "allow"
+	}
+	method := ev.Method
+	if method == "" {
+		method = "unverified"
+	}
+	m.decisions.WithLabelValues(result, reasonLabel(ev.Reason), method).Inc()
+	m.duration.WithLabelValues(result).Observe(ev.Duration.Seconds())
+	if ev.PolicyTime > 0 {
+		m.policy.Observe(ev.PolicyTime.Seconds())
+	}
+}
+
+// reasonLabel keeps the reason label's values few: a policy's reason is
+// whatever it says, so one that is not a short token counts as "other".
+func reasonLabel(r string) string {
+	if r == "" {
+		return "none"
+	}
+	if len(r) > 48 {
+		return "other"
+	}
+	for i := 0; i < len(r); i++ {
+		if c := r[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return "other"
+		}
+	}
+	return r
+}
+
+// identityMetrics count what the identity service did, by the actions
+// of the audit events its committed changes wrote: logins
+// (user.login), failures (user.login_failed), refusals of locked or banned
+// accounts (user.login_refused), key operations (api_key.create, .rotate,
+// .revoke), ...
+type identityMetrics struct {
+	audited *prometheus.CounterVec
+}
+
+func newIdentityMetrics() *identityMetrics {
+	return &identityMetrics{audited: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcpauthz_identity_events_total",
+		Help: "Changes the identity service committed, by audit action (user.login, user.login_failed, user.login_refused, api_key.create, ...).",
+	}, []string{"action"})}
+}
+
+func (m *identityMetrics) observe(action string) { m.audited.WithLabelValues(action).Inc() }
+
+func (m *identityMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.audited}
+}
+
+// redisHook times a Redis client's commands for the metrics.
+type redisHook struct {
+	m      *sidecarMetrics
+	client string
+}
+
+func (m *sidecarMetrics) redisHook(client string) redis.Hook { return redisHook{m, client} }
+
+func (h redisHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h redisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmd)
+		h.observe(time.Since(start), 1, err)
+		return err
+	}
+}
+
+func (h redisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmds)
+		h.observe(time.Since(start), len(cmds), err)
+		return err
+	}
+}
+
+func (h redisHook) observe(d time.Duration, n int, err error) {
+	result := "ok"
+	switch {
+	case errors.Is(err, redis.Nil):
+		result = "miss"
+	case err != nil:
+		result = "error"
+	}
+	h.m.redisCmds.WithLabelValues(h.client, result).Add(float64(n))
+	h.m.redisTime.WithLabelValues(h.client).Observe(d.Seconds())
+}
+
+// adminHandler serves the identity service's /healthz, /readyz (200 while
+// the store answers) and /metrics.
+func (s *identityServer) adminHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.metrics.collectors()...)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if err := s.store.DB().PingContext(ctx); err != nil {
+			s.log.Warn("readiness: the identity store is unreachable", "error", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"ready":false,"store":"unreachable"}` + "\n"))
+			return
+		}
+		w.Write([]byte(`{"ready":true,"store":"ok"}` + "\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	return mux
+}
