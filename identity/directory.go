@@ -74,7 +74,8 @@ func (s *Service) SetActiveOrg(ctx context.Context, sess *Session, orgID string)
 	} else if err != nil {
 		return err
 	}
-	s.announce(ctx, sidecarNews{sessions: []*Session{&next}})
+	s.announce(ctx, sidecarNews{sessions: []*Session{&next},
+		events: []Event{{Kind: EventSessionChanged, UserID: next.UserID, SessionIDs: []string{next.ID}}}})
 	*sess = next
 	return nil
 }

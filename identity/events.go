@@ -25,6 +25,9 @@ const (
 	// EventOrgChanged: the organization's tier changed; sidecars read it
 	// again.
 	EventOrgChanged EventKind = "org.changed"
+	// EventSessionChanged: the sessions' active organization or
+	// authentication time changed; sidecars read them again.
+	EventSessionChanged EventKind = "session.changed"
 )
 
 // Event is one revocation, as published to sidecars.

@@ -136,7 +136,8 @@ func (s *Service) Reauth(ctx context.Context, sess *Session, pw string, m Meta) 
 	if err != nil {
 		return err
 	}
-	s.announce(ctx, sidecarNews{sessions: []*Session{sess}})
+	s.announce(ctx, sidecarNews{sessions: []*Session{sess},
+		events: []Event{{Kind: EventSessionChanged, UserID: sess.UserID, SessionIDs: []string{sess.ID}}}})
 	return nil
 }
 

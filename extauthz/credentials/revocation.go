@@ -194,7 +194,7 @@ func (r *Revocations) setUp(up bool, cause error) {
 // knownEvents are the kinds the evictors act on.
 var knownEvents = []identity.EventKind{identity.EventSessionsRevoked, identity.EventAPIKeysRevoked,
 	identity.EventUserBanned, identity.EventUserDeleted, identity.EventUserChanged, identity.EventMemberRemoved,
-	identity.EventMemberChanged, identity.EventOrgDeleted, identity.EventOrgChanged}
+	identity.EventMemberChanged, identity.EventOrgDeleted, identity.EventOrgChanged, identity.EventSessionChanged}
 
 // handle applies one event. An event that does not decode, or of a kind
 // this version does not know, purges everything: whatever it revoked is

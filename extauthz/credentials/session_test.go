@@ -252,3 +252,45 @@ func TestStaleFeedRecordIsBounded(t *testing.T) {
 		t.Fatalf("after the feed's maximum TTL: %s", kind(err))
 	}
 }
+
+// TestSessionChangesReachTheSidecar: switching the active organization or
+// signing in again takes effect at the next request, not when the cached
+// session expires.
+func TestSessionChangesReachTheSidecar(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	ada := f.signUp(t, "ada@example.com")
+	acme, _ := f.svc.CreateOrg(ctx, ada.ID, "Acme", "UTC", meta)
+	globex, _ := f.svc.CreateOrg(ctx, ada.ID, "Globex", "Europe/Paris", meta)
+	l := f.login(t, ada.Email)
+	if err := f.svc.SetActiveOrg(ctx, l.Session, acme.ID); err != nil {
+		t.Fatal(err)
+	}
+	v := credentials.NewSessionVerifier(f.store, credentials.FixedFreshness(5*time.Minute), credentials.WithSessionClock(f.clock.Now))
+	f.events.evictors = append(f.events.evictors, v)
+	verify := func() extauthz.Identity {
+		t.Helper()
+		id, err := v.Verify(ctx, request("192.0.2.1", "cookie", cookie(l.Token)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	if id := verify(); id.Tenant != acme.ID {
+		t.Fatalf("tenant %q, want acme", id.Tenant)
+	}
+	if err := f.svc.SetActiveOrg(ctx, l.Session, globex.ID); err != nil {
+		t.Fatal(err)
+	}
+	if id := verify(); id.Tenant != globex.ID || id.TimeZone != "Europe/Paris" {
+		t.Errorf("after switching: tenant %q zone %q, want globex in Paris", id.Tenant, id.TimeZone)
+	}
+	before := verify().Session.AuthTime
+	f.clock.Advance(time.Minute)
+	if err := f.svc.Reauth(ctx, l.Session, goodPassword, meta); err != nil {
+		t.Fatal(err)
+	}
+	if after := verify().Session.AuthTime; !after.After(before) {
+		t.Errorf("auth time %v after signing in again, was %v", after, before)
+	}
+}
