@@ -134,7 +134,7 @@ func TestWriteThroughSessions(t *testing.T) {
 	if err := svc.Reauth(ctx, sess, goodPassword, meta); err != nil {
 		t.Fatal(err)
 	}
-	wantOps(t, l, "put session "+l1.Session.ID+" "+dg(l1.Token))
+	wantOps(t, l, "put session "+l1.Session.ID+" "+dg(l1.Token), "event session.changed "+l1.Session.ID)
 	if err := svc.Reauth(ctx, sess, "wrong password!", meta); err == nil {
 		t.Fatal("wrong password accepted")
 	}
@@ -146,7 +146,7 @@ func TestWriteThroughSessions(t *testing.T) {
 	if err := svc.SetActiveOrg(ctx, sess, org.ID); err != nil {
 		t.Fatal(err)
 	}
-	wantOps(t, l, "put session "+l1.Session.ID+" "+dg(l1.Token))
+	wantOps(t, l, "put session "+l1.Session.ID+" "+dg(l1.Token), "event session.changed "+l1.Session.ID)
 	if err := svc.SetActiveOrg(ctx, sess, "not-a-member-here"); !errors.Is(err, identity.ErrForbidden) {
 		t.Fatalf("active org outside the user's orgs: %v", err)
 	}

@@ -198,6 +198,8 @@ func TestServiceSessions(t *testing.T) {
 	if got := w.cachedSession(t, l.Token); !got.AuthTime.Equal(w.clock.Now()) {
 		t.Fatalf("auth time cached %v, want %v", got.AuthTime, w.clock.Now())
 	}
+	// ... and tells the sidecars to read the session again.
+	w.wantEvent(t, identity.Event{Kind: identity.EventSessionChanged, UserID: ada.ID, SessionIDs: []string{sess.ID}})
 
 	// A login beyond MaxSessions evicts the oldest.
 	l2 := w.login(t, "ada@example.com")
