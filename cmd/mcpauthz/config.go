@@ -40,6 +40,7 @@ type Config struct {
 	Identity    IdentityConfig    `yaml:"identity"`
 	Credentials CredentialsConfig `yaml:"credentials"`
 	Limits      LimitsConfig      `yaml:"limits"`
+	Tracing     TracingConfig     `yaml:"tracing"`
 }
 
 // RuntimeConfig tunes the Go runtime's garbage collector.
@@ -330,6 +331,7 @@ func Defaults() Config {
 		Identity:    identityDefaults(),
 		Credentials: credentialsDefaults(),
 		Limits:      limitsDefaults(),
+		Tracing:     tracingDefaults(),
 	}
 }
 
@@ -599,6 +601,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Limits.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Tracing.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -26,6 +26,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/extauthz/envoygrpc"
 	"github.com/mcpauthz/mcpauthz/extauthz/forwardauth"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
+	"github.com/mcpauthz/mcpauthz/extauthz/tracing"
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/mcp"
@@ -46,6 +47,7 @@ type sidecar struct {
 	shadow    *policy.Shadow // evaluates policy.shadow.bundle, when set
 	shadowSrc *policySource
 	authz     *extauthz.Authorizer
+	checker   tracing.Decider // authz, traced
 	grpc      *envoygrpc.Listener
 	http      *http.Server
 	httpLis   net.Listener
@@ -124,11 +126,16 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	tp, stopTracing, err := cfg.Tracing.provider(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, tracingCloser(stopTracing, log))
 	aopts := []extauthz.Option{
-		extauthz.WithIdentityVerifier(verifier),
-		extauthz.WithLimiter(limiter),
+		extauthz.WithIdentityVerifier(tracing.NewIdentityVerifier(verifier, tp)),
+		extauthz.WithLimiter(tracing.NewLimiter(limiter, tp)),
 		extauthz.WithObserver(s.metrics),
-		extauthz.WithLeaser(leaser),
+		extauthz.WithLeaser(tracing.NewLeaser(leaser, tp)),
 		extauthz.WithProtectedResource(s.resource),
 		extauthz.WithTimeout(time.Duration(cfg.Policy.Timeout)),
 		extauthz.WithLogger(log),
@@ -171,7 +178,8 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		popts = append(popts, policy.WithShadow(s.shadow))
 	}
 	evaluator := policy.NewEvaluator(s.engine, popts...)
-	s.authz = extauthz.NewAuthorizer(evaluator, ids.Next, aopts...)
+	s.authz = extauthz.NewAuthorizer(tracing.NewPolicyEvaluator(evaluator, tp), ids.Next, aopts...)
+	s.checker = tracing.NewChecker(s.authz, tp)
 
 	grpcTLS, err := serverTLS(cfg.GRPC.TLS)
 	if err != nil {
@@ -182,7 +190,7 @@ func buildSidecar(ctx context.Context, cfg Config, stdout io.Writer, log *slog.L
 		return nil, fmt.Errorf("grpc.addr: %w", err)
 	}
 	s.closers = append(s.closers, lis)
-	s.grpc = envoygrpc.NewListener(lis, envoygrpc.NewService(s.authz, log), envoygrpc.Config{
+	s.grpc = envoygrpc.NewListener(lis, envoygrpc.NewService(s.checker, log), envoygrpc.Config{
 		MaxRecvMsgBytes: cfg.GRPC.MaxRecvMsgBytes,
 		TLS:             grpcTLS,
 		ShutdownTimeout: shutdownTimeout,
@@ -272,7 +280,7 @@ func (s *sidecar) buildHTTP() error {
 	if err != nil {
 		return fmt.Errorf("http.tls: %w", err)
 	}
-	handler := forwardauth.NewHandler(s.authz, forwardauth.Config{
+	handler := forwardauth.NewHandler(s.checker, forwardauth.Config{
 		PathPrefix:     cfg.PathPrefix,
 		TrustedProxies: proxies,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
