@@ -296,7 +296,7 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 			s.background = append(s.background, s.usage.Run)
 		}
 		opts = append(opts, credentials.WithKeyUsage(s.usage))
-		v := credentials.NewAPIKeyVerifier(s.store, freshness, opts...)
+		v := credentials.NewAPIKeyVerifier(s.metrics.timedStore(s.store), freshness, opts...)
 		s.keys = v
 		verifiers, evictors = append(verifiers, v), append(evictors, v)
 	}
@@ -317,7 +317,7 @@ func (s *sidecar) buildCredentials(ctx context.Context) (extauthz.IdentityVerifi
 		if sc != nil {
 			opts = append(opts, credentials.WithSignedSessionCache(sc))
 		}
-		v := credentials.NewSessionVerifier(s.store, freshness, opts...)
+		v := credentials.NewSessionVerifier(s.metrics.timedStore(s.store), freshness, opts...)
 		s.sessions = v
 		verifiers, evictors = append(verifiers, v), append(evictors, v)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mcpauthz/mcpauthz/extauthz"
+	"github.com/mcpauthz/mcpauthz/extauthz/credentials"
+	"github.com/mcpauthz/mcpauthz/identity"
 )
 
 // sidecarMetrics are the decision path's metrics: what was decided, by
@@ -22,6 +24,9 @@ type sidecarMetrics struct {
 	policy    prometheus.Histogram
 	redisCmds *prometheus.CounterVec
 	redisTime *prometheus.HistogramVec
+	// The credential verifiers' reads of the identity store.
+	storeQueries *prometheus.CounterVec
+	storeTime    *prometheus.HistogramVec
 }
 
 // latencyBuckets cover a decision from 25 µs to 1 s.
@@ -52,11 +57,20 @@ func newSidecarMetrics() *sidecarMetrics {
 			Help:    "Redis command latency, by client.",
 			Buckets: latencyBuckets,
 		}, []string{"client"}),
+		storeQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpauthz_store_queries_total",
+			Help: "Reads of the identity store (Postgres or SQLite) by the credential verifiers, by what was read and result (ok, miss, error).",
+		}, []string{"op", "result"}),
+		storeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcpauthz_store_query_duration_seconds",
+			Help:    "Latency of the credential verifiers' reads of the identity store.",
+			Buckets: latencyBuckets,
+		}, []string{"op"}),
 	}
 }
 
 func (m *sidecarMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.decisions, m.duration, m.policy, m.redisCmds, m.redisTime}
+	return []prometheus.Collector{m.decisions, m.duration, m.policy, m.redisCmds, m.redisTime, m.storeQueries, m.storeTime}
 }
 
 // ObserveDecision counts a decision.
@@ -181,4 +195,57 @@ func (s *identityServer) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	return mux
+}
+
+// credentialStore is what the credential verifiers read from the identity
+// store.
+type credentialStore interface {
+	credentials.KeyStore
+	credentials.SessionStore
+}
+
+// timedStore times the verifiers' reads of the identity store.
+type timedStore struct {
+	next    credentialStore
+	queries *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+}
+
+func (m *sidecarMetrics) timedStore(next credentialStore) *timedStore {
+	return &timedStore{next: next, queries: m.storeQueries, latency: m.storeTime}
+}
+
+func timed[T any](s *timedStore, op string, f func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := f()
+	result := "ok"
+	switch {
+	case errors.Is(err, identity.ErrNotFound):
+		result = "miss"
+	case err != nil:
+		result = "error"
+	}
+	s.queries.WithLabelValues(op, result).Inc()
+	s.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	return v, err
+}
+
+func (s *timedStore) APIKeyByDigest(ctx context.Context, d []byte) (*identity.APIKey, error) {
+	return timed(s, "api_key", func() (*identity.APIKey, error) { return s.next.APIKeyByDigest(ctx, d) })
+}
+
+func (s *timedStore) SessionByDigest(ctx context.Context, d []byte) (*identity.Session, error) {
+	return timed(s, "session", func() (*identity.Session, error) { return s.next.SessionByDigest(ctx, d) })
+}
+
+func (s *timedStore) UserByID(ctx context.Context, id string) (*identity.User, error) {
+	return timed(s, "user", func() (*identity.User, error) { return s.next.UserByID(ctx, id) })
+}
+
+func (s *timedStore) OrgByID(ctx context.Context, id string) (*identity.Org, error) {
+	return timed(s, "org", func() (*identity.Org, error) { return s.next.OrgByID(ctx, id) })
+}
+
+func (s *timedStore) Membership(ctx context.Context, org, user string) (*identity.Membership, error) {
+	return timed(s, "membership", func() (*identity.Membership, error) { return s.next.Membership(ctx, org, user) })
 }

@@ -131,6 +131,8 @@ func TestMetricsAfterDecisions(t *testing.T) {
 		{"keys read from the store", m[`mcpauthz_credential_lookups_total{kind="api_key",source="store"}`], 1},
 		{"keys found in memory", m[`mcpauthz_credential_lookups_total{kind="api_key",source="memory"}`], 2},
 		{"store errors", m[`mcpauthz_credential_backend_errors_total{backend="store",kind="api_key"}`], 0},
+		{"key reads timed", m[`mcpauthz_store_query_duration_seconds_count{op="api_key"}`], 1},
+		{"key reads found", m[`mcpauthz_store_queries_total{op="api_key",result="ok"}`], 1},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
