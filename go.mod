@@ -27,9 +27,8 @@ require (
 	github.com/prometheus/client_golang v1.24.1
 )
 
-require cel.dev/expr v0.25.3 // indirect
-
 require (
+	cel.dev/expr v0.25.3 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/distribution/reference v0.6.0 // indirect
