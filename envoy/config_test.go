@@ -45,6 +45,13 @@ type fault struct {
 
 func TestConfigFaults(t *testing.T) {
 	faults := []fault{
+		{name: "fail/paths not normalized", file: grpcConfig,
+			doc: editTyped("HttpConnectionManager", func(m map[string]any) { delete(m, "normalize_path") }), want: "normalize_path must be true"},
+		{name: "fail/slashes not merged", file: httpConfig,
+			doc: editTyped("HttpConnectionManager", func(m map[string]any) { m["merge_slashes"] = false }), want: "merge_slashes must be true"},
+		{name: "fail/escaped slashes passed through", file: grpcConfig,
+			doc:  editTyped("HttpConnectionManager", func(m map[string]any) { m["path_with_escaped_slashes_action"] = "KEEP_UNCHANGED" }),
+			want: "path_with_escaped_slashes_action must be REJECT_REQUEST"},
 		{name: "fail/typo in a field name", file: grpcConfig,
 			text: replace("allow_partial_message: false", "allow_partial_mesage: false"), want: `unknown field "allow_partial_mesage"`},
 		{name: "fail/typo in a field of a typed_config", file: grpcConfig,

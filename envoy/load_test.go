@@ -310,6 +310,18 @@ func (v *validator) clusters(b *bootstrapv3.Bootstrap) {
 
 // connectionManager checks an HTTP filter chain and its routes.
 func (v *validator) connectionManager(path string, hcm *hcmv3.HttpConnectionManager) {
+	// The path the authorizer decides on must be the path the upstream
+	// gets: normalized (RFC 3986 dot segments), slashes merged, and an
+	// escaped slash refused rather than passed through.
+	if !hcm.GetNormalizePath().GetValue() {
+		v.fail(path, "normalize_path must be true")
+	}
+	if !hcm.GetMergeSlashes() {
+		v.fail(path, "merge_slashes must be true")
+	}
+	if hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
+		v.fail(path, "path_with_escaped_slashes_action must be REJECT_REQUEST")
+	}
 	filters := hcm.GetHttpFilters()
 	names := map[string]bool{}
 	authzNames := map[string]bool{}

@@ -296,3 +296,42 @@ func TestAuditPaging(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionFixation: a session cookie planted before login is neither
+// reused nor upgraded: login issues a new token, and the planted one keeps
+// naming whoever it named (or nothing).
+func TestSessionFixation(t *testing.T) {
+	f := newFixture(t)
+	alice := f.signUp("alice@example.com")
+	mallory := f.signUp("mallory@example.com")
+	name := httpapi.DefaultCookieName
+	for _, planted := range []string{mallory.token, "mcps_" + strings.Repeat("A", 43)} {
+		res := f.do(request{method: "POST", path: "/v1/sessions", body: map[string]string{"email": alice.email, "password": goodPassword},
+			header: http.Header{"Cookie": {name + "=" + planted}}})
+		if res.status != http.StatusCreated {
+			t.Fatalf("login with a planted cookie: %d %s", res.status, res.body)
+		}
+		var l struct{ Token string }
+		res.decode(t, &l)
+		if l.Token == "" || l.Token == planted {
+			t.Fatalf("login returned the planted token")
+		}
+		for _, c := range res.header.Values("Set-Cookie") {
+			if strings.Contains(c, planted) {
+				t.Errorf("Set-Cookie carries the planted token: %s", c)
+			}
+		}
+		me := f.do(request{method: "GET", path: "/v1/me", header: http.Header{"Cookie": {name + "=" + planted}}})
+		var body struct{ User struct{ ID string } }
+		if me.status == http.StatusOK {
+			me.decode(t, &body)
+		}
+		who := body.User
+		if who.ID == alice.id {
+			t.Errorf("the planted cookie now names alice")
+		}
+		if planted == mallory.token && who.ID != mallory.id {
+			t.Errorf("mallory's own token names %q, want mallory", who.ID)
+		}
+	}
+}
