@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz/credentials"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
+	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 )
 
 // The admin listener serves what operators and orchestrators read, and
@@ -37,10 +39,7 @@ func (s *sidecar) adminHandler() http.Handler {
 		reg.MustRegister(s.identity.collectors()...)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		r := s.readiness()
 		w.Header().Set("Content-Type", "application/json")
@@ -140,13 +139,28 @@ func (s *sidecar) storeState() string {
 	if s.store == nil {
 		return "none"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	if err := s.store.DB().PingContext(ctx); err != nil {
-		s.log.Warn("readiness: the identity store is unreachable", "error", err)
+	if !storeAnswers(context.Background(), s.store, s.log) {
 		return "unreachable"
 	}
 	return "ok"
+}
+
+// storeAnswers pings the identity store for a readiness probe, bounded by
+// storeTimeout.
+func storeAnswers(ctx context.Context, st *sqlstore.Store, log *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := st.DB().PingContext(ctx); err != nil {
+		log.Warn("readiness: the identity store is unreachable", "error", err)
+		return false
+	}
+	return true
+}
+
+// healthz is liveness: 200 while the process serves.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
 }
 
 func (s *sidecar) limitsReport() limitsReport {

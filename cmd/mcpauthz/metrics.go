@@ -176,17 +176,11 @@ func (s *identityServer) adminHandler() http.Handler {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(s.metrics.collectors()...)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
-		defer cancel()
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		if err := s.store.DB().PingContext(ctx); err != nil {
-			s.log.Warn("readiness: the identity store is unreachable", "error", err)
+		if !storeAnswers(r.Context(), s.store, s.log) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte(`{"ready":false,"store":"unreachable"}` + "\n"))
 			return

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"io"
 	"log/slog"
 	"net/http"
@@ -52,20 +51,7 @@ func TestMetricsAfterDecisions(t *testing.T) {
 	s, stop := startSidecar(t, loopback(devConfig(t)), io.Discard)
 	defer stop()
 	ctx := context.Background()
-	audit, err := s.cfg.Identity.auditor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := identity.NewService(s.store, audit, s.cfg.Identity.serviceConfig(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, err := svc.SignUp(ctx, identity.SignUp{Email: "owner@example.com", Password: "correct horse battery staple",
-		Consents: []identity.Consent{{Kind: "privacy_policy", Version: "2026-01", Granted: true}, {Kind: "terms", Version: "2026-01", Granted: true}}}, identity.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, _ := svc.CreateOrg(ctx, owner.ID, "Acme", "UTC", identity.Meta{})
+	svc, owner, org := ownerOrg(t, s)
 	_, key, err := svc.CreateAPIKey(ctx, owner.ID, org.ID, identity.NewAPIKey{Name: "ci", Scopes: []string{"mcp:tools:call"}}, identity.Meta{})
 	if err != nil {
 		t.Fatal(err)

@@ -23,20 +23,7 @@ func TestPathTricksGainNothing(t *testing.T) {
 	s, stop := startSidecar(t, loopback(devConfig(t)), io.Discard)
 	defer stop()
 	ctx := context.Background()
-	audit, err := s.cfg.Identity.auditor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := identity.NewService(s.store, audit, s.cfg.Identity.serviceConfig(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, err := svc.SignUp(ctx, identity.SignUp{Email: "owner@example.com", Password: "correct horse battery staple",
-		Consents: []identity.Consent{{Kind: "privacy_policy", Version: "2026-01", Granted: true}, {Kind: "terms", Version: "2026-01", Granted: true}}}, identity.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, _ := svc.CreateOrg(ctx, owner.ID, "Acme", "UTC", identity.Meta{})
+	svc, owner, org := ownerOrg(t, s)
 	// A key that may list tools but not call them.
 	_, lister, err := svc.CreateAPIKey(ctx, owner.ID, org.ID, identity.NewAPIKey{Name: "lister", Scopes: []string{"mcp:tools:list"}}, identity.Meta{})
 	if err != nil {
@@ -122,20 +109,7 @@ func TestForwardedHeadersOnGRPCAreIgnored(t *testing.T) {
 	s, stop := startSidecar(t, loopback(devConfig(t)), io.Discard)
 	defer stop()
 	ctx := context.Background()
-	audit, err := s.cfg.Identity.auditor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := identity.NewService(s.store, audit, s.cfg.Identity.serviceConfig(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, err := svc.SignUp(ctx, identity.SignUp{Email: "owner@example.com", Password: "correct horse battery staple",
-		Consents: []identity.Consent{{Kind: "privacy_policy", Version: "2026-01", Granted: true}, {Kind: "terms", Version: "2026-01", Granted: true}}}, identity.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	org, _ := svc.CreateOrg(ctx, owner.ID, "Acme", "UTC", identity.Meta{})
+	svc, owner, org := ownerOrg(t, s)
 	_, key, err := svc.CreateAPIKey(ctx, owner.ID, org.ID, identity.NewAPIKey{Name: "fenced",
 		Scopes: []string{"mcp:tools:call"}, IPAllowlist: []string{"192.0.2.1"}}, identity.Meta{})
 	if err != nil {
@@ -160,4 +134,29 @@ func TestForwardedHeadersOnGRPCAreIgnored(t *testing.T) {
 	if got := from("192.0.2.1", map[string]string{"x-api-key": key}); got != codes.OK {
 		t.Errorf("from its allowed address the key was refused: %v", got)
 	}
+}
+
+// ownerOrg signs an owner up in the sidecar's identity store and gives
+// them an organization, through an identity service of the test's own.
+func ownerOrg(t *testing.T, s *sidecar) (*identity.Service, *identity.User, *identity.Org) {
+	t.Helper()
+	ctx := context.Background()
+	audit, err := s.cfg.Identity.auditor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := identity.NewService(s.store, audit, s.cfg.Identity.serviceConfig(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := svc.SignUp(ctx, identity.SignUp{Email: "owner@example.com", Password: "correct horse battery staple",
+		Consents: []identity.Consent{{Kind: "privacy_policy", Version: "2026-01", Granted: true}, {Kind: "terms", Version: "2026-01", Granted: true}}}, identity.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org, err := svc.CreateOrg(ctx, owner.ID, "Acme", "UTC", identity.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, owner, org
 }
