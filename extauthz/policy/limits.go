@@ -35,18 +35,11 @@ const (
 func limitsField(v ast.Value) ([]quotas.Limit, error) {
 	var out []quotas.Limit
 	err := entries(v, func(o ast.Object) error {
+		var h head
 		l := quotas.Limit{}
-		hasLimit := false
-		err := eachMember(o, func(name string, v ast.Value) error {
+		err := entryMembers(o, &h, func(name string, v ast.Value) error {
 			var err error
 			switch name {
-			case "name":
-				l.Name, err = entryName(v)
-			case "key":
-				l.Key, err = nonEmpty(v)
-			case "limit":
-				l.Limit, err = integer(v, 0)
-				hasLimit = true
 			case "window":
 				l.Window, err = window(v)
 			case "cost":
@@ -67,9 +60,10 @@ func limitsField(v ast.Value) ([]quotas.Limit, error) {
 		if err != nil {
 			return err
 		}
-		if l.Name == "" || l.Key == "" || l.Window == 0 || !hasLimit {
+		if !h.complete() || l.Window == 0 {
 			return errors.New("name, key, limit and window are required")
 		}
+		l.Name, l.Key, l.Limit = h.name, h.key, h.limit
 		out = append(out, l)
 		return nil
 	})
@@ -130,18 +124,11 @@ func fraction(v ast.Value, capped bool) (float64, error) {
 func concurrencyField(v ast.Value) ([]quotas.Lease, error) {
 	var out []quotas.Lease
 	err := entries(v, func(o ast.Object) error {
+		var h head
 		l := quotas.Lease{}
-		hasLimit := false
-		err := eachMember(o, func(name string, v ast.Value) error {
+		err := entryMembers(o, &h, func(name string, v ast.Value) error {
 			var err error
 			switch name {
-			case "name":
-				l.Name, err = entryName(v)
-			case "key":
-				l.Key, err = nonEmpty(v)
-			case "limit":
-				l.Limit, err = integer(v, 0)
-				hasLimit = true
 			case "ttl":
 				l.TTL, err = window(v)
 			default:
@@ -152,9 +139,10 @@ func concurrencyField(v ast.Value) ([]quotas.Lease, error) {
 		if err != nil {
 			return err
 		}
-		if l.Name == "" || l.Key == "" || l.TTL == 0 || !hasLimit {
+		if !h.complete() || l.TTL == 0 {
 			return errors.New("name, key, limit and ttl are required")
 		}
+		l.Name, l.Key, l.Limit = h.name, h.key, h.limit
 		if slices.ContainsFunc(out, func(h quotas.Lease) bool { return h.Key == l.Key }) {
 			return fmt.Errorf("key %q is capped twice", l.Key)
 		}
@@ -174,18 +162,12 @@ func concurrencyField(v ast.Value) ([]quotas.Lease, error) {
 func quotasField(v ast.Value) ([]quotas.Quota, error) {
 	var out []quotas.Quota
 	err := entries(v, func(o ast.Object) error {
+		var h head
 		q := quotas.Quota{Location: time.UTC}
-		var strict, hasLimit, hasMode bool
-		err := eachMember(o, func(name string, v ast.Value) error {
+		var strict, hasMode bool
+		err := entryMembers(o, &h, func(name string, v ast.Value) error {
 			var err error
 			switch name {
-			case "name":
-				q.Name, err = entryName(v)
-			case "key":
-				q.Key, err = nonEmpty(v)
-			case "limit":
-				q.Limit, err = integer(v, 0)
-				hasLimit = true
 			case "period":
 				var s string
 				s, err = oneOf(v, "day", "month")
@@ -210,9 +192,10 @@ func quotasField(v ast.Value) ([]quotas.Quota, error) {
 		if err != nil {
 			return err
 		}
-		if q.Name == "" || q.Key == "" || q.Period == "" || !hasLimit {
+		if !h.complete() || q.Period == "" {
 			return errors.New("name, key, limit and period are required")
 		}
+		q.Name, q.Key, q.Limit = h.name, h.key, h.limit
 		switch {
 		case strict && hasMode && q.OnBackendError != quotas.Deny:
 			return errors.New(`strict contradicts on_backend_error "allow"`)
@@ -225,6 +208,36 @@ func quotasField(v ast.Value) ([]quotas.Quota, error) {
 		return nil
 	})
 	return out, err
+}
+
+// head is what every limits, quotas and concurrency entry has: a name,
+// a key and a limit, all required.
+type head struct {
+	name, key string
+	limit     int64
+	hasLimit  bool
+}
+
+func (h *head) complete() bool { return h.name != "" && h.key != "" && h.hasLimit }
+
+// entryMembers calls each for every member of o in key order, the head's
+// members parsed into h, the others handed to rest.
+func entryMembers(o ast.Object, h *head, rest func(name string, v ast.Value) error) error {
+	return eachMember(o, func(name string, v ast.Value) error {
+		var err error
+		switch name {
+		case "name":
+			h.name, err = entryName(v)
+		case "key":
+			h.key, err = nonEmpty(v)
+		case "limit":
+			h.limit, err = integer(v, 0)
+			h.hasLimit = true
+		default:
+			return rest(name, v)
+		}
+		return err
+	})
 }
 
 // entries calls each for every object of an array of at most
