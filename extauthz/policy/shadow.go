@@ -199,7 +199,9 @@ func (s *Shadow) evaluate(ctx context.Context, job shadowJob) {
 		d, err = decision(t.Value)
 	}
 	change := compare(job, t, d, err)
-	s.counts[change].Add(1)
+	// Counted last, so that once Stats shows a decision evaluated its log
+	// line has been written.
+	defer s.counts[change].Add(1)
 	if change == Same {
 		return
 	}
