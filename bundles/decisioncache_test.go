@@ -68,7 +68,7 @@ func TestWorthCaching(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := compileModule(t, "package p\n\n"+tt.body+"\n")
-			if got := worthCaching(analyzeInputUse(c)); got != tt.want {
+			if got := worthCaching(analyzeInputUse(c, nil, nil)); got != tt.want {
 				t.Fatalf("worthCaching = %v, want %v", got, tt.want)
 			}
 		})

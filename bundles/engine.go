@@ -244,7 +244,7 @@ func (e *Engine) compile(ctx context.Context, b *bundle.Bundle, source string) (
 		store:    store,
 		query:    query,
 		result:   result,
-		input:    analyzeInputUse(c),
+		input:    analyzeInputUse(c, store, e.path),
 	}
 	if e.cacheSize > 0 && pure(c) && worthCaching(snap.input) {
 		snap.cache = newDecisionCache(e.cacheSize)

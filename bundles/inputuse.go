@@ -1,7 +1,11 @@
 package bundles
 
 import (
+	"context"
+	"slices"
+
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage"
 )
 
 // InputUse describes which parts of the input document a compiled policy
@@ -66,44 +70,188 @@ func (u *InputUse) add(path []string) {
 	node.children, node.keys = nil, nil
 }
 
-// analyzeInputUse collects the input references of compiled modules.
-func analyzeInputUse(c *ast.Compiler) *InputUse {
-	use := &InputUse{}
-	var visit func(x any) bool
-	vis := ast.NewGenericVisitor(func(x any) bool {
-		switch x := x.(type) {
-		case *ast.With:
-			// The target of a `with` is replaced, not read; its value is read.
-			ast.NewGenericVisitor(visit).Walk(x.Value)
-			return true
-		case ast.Ref:
-			recordRef(use, x)
-		}
-		return false
-	})
-	visit = func(x any) bool {
-		if r, ok := x.(ast.Ref); ok {
-			recordRef(use, r)
-		}
-		return false
+// analyzeInputUse collects the input references of compiled modules. With
+// a store of the bundle's data, a reference whose key is a variable that
+// the same body (or an enclosing one) binds to a member of a data document
+// — `some name in config.headers; input.headers[name]` — reads only the
+// members that document names, unless a rule the decision depends on
+// replaces that document with `with`; otherwise it reads the whole
+// subtree.
+func analyzeInputUse(c *ast.Compiler, data storage.Store, decision ast.Ref) *InputUse {
+	a := &inputAnalysis{use: &InputUse{}, compiler: c, data: data}
+	if data != nil {
+		a.replaced = replacedData(c, decision)
 	}
 	for _, m := range c.Modules {
-		vis.Walk(m)
+		a.walk(m)
 	}
-	return use
+	return a.use
 }
 
-func recordRef(use *InputUse, r ast.Ref) {
+// replacedData lists the data documents that a `with` in a rule the
+// decision depends on replaces. Tests replace data freely; what they
+// replace matters only if the decision calls them.
+func replacedData(c *ast.Compiler, decision ast.Ref) []ast.Ref {
+	var out []ast.Ref
+	todo := append(c.GetRules(decision), c.GetRulesWithPrefix(decision)...)
+	seen := map[*ast.Rule]bool{}
+	for len(todo) > 0 {
+		r := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if seen[r] {
+			continue
+		}
+		seen[r] = true
+		ast.WalkWiths(r, func(w *ast.With) bool {
+			if t, ok := w.Target.Value.(ast.Ref); ok && t[0].Equal(ast.DefaultRootDocument) {
+				out = append(out, t)
+			}
+			return false
+		})
+		for dep := range c.Graph.Dependencies(r) {
+			if d, ok := dep.(*ast.Rule); ok {
+				todo = append(todo, d)
+			}
+		}
+	}
+	return out
+}
+
+type inputAnalysis struct {
+	use      *InputUse
+	compiler *ast.Compiler
+	data     storage.Store
+	replaced []ast.Ref  // data documents some `with` replaces
+	bodies   []ast.Body // the bodies enclosing the node being walked
+}
+
+func (a *inputAnalysis) walk(x any) {
+	ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case ast.Body:
+			a.bodies = append(a.bodies, x)
+			for _, e := range x {
+				a.walk(e)
+			}
+			a.bodies = a.bodies[:len(a.bodies)-1]
+			return true
+		case *ast.With:
+			// The target of a `with` is replaced, not read; its value is read.
+			a.walk(x.Value)
+			return true
+		case ast.Ref:
+			a.record(x)
+		}
+		return false
+	}).Walk(x)
+}
+
+func (a *inputAnalysis) record(r ast.Ref) {
 	if len(r) == 0 || !r[0].Equal(ast.InputRootDocument) {
 		return
 	}
 	path := make([]string, 0, len(r)-1)
 	for _, t := range r[1:] {
-		s, ok := t.Value.(ast.String)
-		if !ok {
-			break
+		if k, ok := t.Value.(ast.String); ok {
+			path = append(path, string(k))
+			continue
 		}
-		path = append(path, string(s))
+		if v, ok := t.Value.(ast.Var); ok {
+			if keys, ok := a.dataKeys(v); ok {
+				for _, key := range keys {
+					a.use.add(append(slices.Clip(path), key))
+				}
+				return
+			}
+		}
+		break
 	}
-	use.add(path)
+	a.use.add(path)
+}
+
+// dataKeys returns the strings v can take when an enclosing body binds it
+// to a member of a data document (`v = data.x.y[_]`, which `some v in
+// data.x.y` compiles to) that is plain bundle data — defined by no rule,
+// replaced by no `with` — holding only strings. Any binding of v
+// constrains it: a body succeeds only when all its expressions hold.
+func (a *inputAnalysis) dataKeys(v ast.Var) ([]string, bool) {
+	if a.data == nil {
+		return nil, false
+	}
+	for i := len(a.bodies) - 1; i >= 0; i-- {
+		for _, e := range a.bodies[i] {
+			if !e.IsEquality() || e.Negated {
+				continue
+			}
+			l, r := e.Operand(0), e.Operand(1)
+			if l.Value.Compare(v) != 0 {
+				l, r = r, l
+			}
+			if l.Value.Compare(v) != 0 {
+				continue
+			}
+			if keys, ok := a.members(r); ok {
+				return keys, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// members returns the members of the data document t iterates (t is
+// data.<constant path>[<variable>]) when they are all strings.
+func (a *inputAnalysis) members(t *ast.Term) ([]string, bool) {
+	r, ok := t.Value.(ast.Ref)
+	if !ok || len(r) < 3 || !r[0].Equal(ast.DefaultRootDocument) {
+		return nil, false
+	}
+	if _, ok := r[len(r)-1].Value.(ast.Var); !ok {
+		return nil, false
+	}
+	doc := r[:len(r)-1]
+	if !doc[1:].IsGround() || len(a.compiler.GetRules(doc)) > 0 || len(a.compiler.GetRulesWithPrefix(doc)) > 0 {
+		return nil, false
+	}
+	for _, w := range a.replaced {
+		if w.HasPrefix(doc) || doc.HasPrefix(w) {
+			return nil, false
+		}
+	}
+	path, err := storage.NewPathForRef(doc)
+	if err != nil {
+		return nil, false
+	}
+	val, err := storage.ReadOne(context.Background(), a.data, path)
+	if err != nil {
+		return nil, false
+	}
+	var keys []string
+	add := func(t *ast.Term) bool {
+		s, ok := t.Value.(ast.String)
+		keys = append(keys, string(s))
+		return ok
+	}
+	switch doc := val.(type) {
+	case *ast.Array:
+		for i := range doc.Len() {
+			if !add(doc.Elem(i)) {
+				return nil, false
+			}
+		}
+	case ast.Set:
+		for _, t := range doc.Slice() {
+			if !add(t) {
+				return nil, false
+			}
+		}
+	case ast.Object:
+		for _, k := range doc.Keys() {
+			if !add(doc.Get(k)) {
+				return nil, false
+			}
+		}
+	default:
+		return nil, false
+	}
+	return keys, true
 }

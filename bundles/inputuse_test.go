@@ -124,7 +124,7 @@ decision if tools.search`}, []string{"mcp.tool"}, nil, nil},
 func TestAnalyzeInputUse(t *testing.T) {
 	for _, tt := range inputUseTests {
 		t.Run(tt.name, func(t *testing.T) {
-			use := analyzeInputUse(compileModules(t, tt.modules...))
+			use := analyzeInputUse(compileModules(t, tt.modules...), nil, nil)
 			got := usePaths(use)
 			if tt.exact != nil && !reflect.DeepEqual(got, tt.exact) {
 				t.Errorf("reads %q, want %q", got, tt.exact)
@@ -226,4 +226,118 @@ func evalJSON(tb testing.TB, e *Engine, in any) (string, error) {
 		return "", err
 	}
 	return t.String(), nil
+}
+
+// dataKeyTests are references keyed by a variable that the policy binds to
+// the members of a data document.
+var dataKeyTests = []struct {
+	name    string
+	data    string
+	modules []string
+	exact   []string
+}{
+	{"ok/names from an array of strings", `{"cfg": {"headers": ["x-org", "x-team"]}}`, []string{pkg + `import data.cfg
+decision contains org if {
+	some name in cfg.headers
+	org := input.headers[name]
+}`}, []string{"headers.x-org", "headers.x-team"}},
+	{"ok/names from the values of an object", `{"cfg": {"ext": {"a": "tenant", "b": "team"}}}`, []string{pkg + `decision contains v if {
+	some name in data.cfg.ext
+	v := input.ext[name].id
+}`}, []string{"ext.team", "ext.tenant"}},
+	{"ok/names from a set", `{"cfg": {"headers": ["x-org"]}}`, []string{pkg + `names := {n | some n in data.cfg.headers}
+decision if {
+	some name in data.cfg.headers
+	input.headers[name] == "a"
+}`}, []string{"headers.x-org"}},
+	{"ok/bound in the enclosing body, read in a comprehension", `{"cfg": {"headers": ["x-org"]}}`, []string{pkg + `decision contains x if {
+	some name in data.cfg.headers
+	x := [v | v := input.headers[name]]
+}`}, []string{"headers.x-org"}},
+	{"ok/an empty document reads nothing below", `{"cfg": {"headers": []}}`, []string{pkg + `decision if {
+	some name in data.cfg.headers
+	input.headers[name]
+}`}, nil},
+	{"ok/a test replacing the document does not count", `{"cfg": {"headers": ["x-org"]}}`, []string{pkg + `decision if {
+	some name in data.cfg.headers
+	input.headers[name] == "a"
+}`, "package mcpauthz.authz_test\n\nimport data.mcpauthz.authz\n\n" + `test_other if authz.decision with data.cfg.headers as ["x-other"] with input as {"headers": {"x-other": "a"}}`},
+		[]string{"headers.x-org"}},
+	{"whole/a non-string member", `{"cfg": {"headers": ["x-org", 1]}}`, []string{pkg + `decision if {
+	some name in data.cfg.headers
+	input.headers[name] == "a"
+}`}, []string{"headers"}},
+	{"whole/the document is a rule", `{}`, []string{pkg + `names := ["x-org"]
+decision if {
+	some name in names
+	input.headers[name] == "a"
+}`}, []string{"headers"}},
+	{"whole/a rule defines part of the document", `{"cfg": {"headers": ["x-org"]}}`, []string{pkg + `decision if {
+	some name in data.cfg.headers
+	input.headers[name] == "a"
+}`, "package cfg.headers\n\nextra := \"x-other\"\n"}, []string{"headers"}},
+	{"whole/the decision replaces the document", `{"cfg": {"headers": ["x-org"]}}`, []string{pkg + `p if {
+	some name in data.cfg.headers
+	input.headers[name] == "a"
+}
+decision if p with data.cfg.headers as ["x-other"]`}, []string{"headers"}},
+	{"whole/the decision replaces a parent", `{"cfg": {"headers": ["x-org"]}}`, []string{pkg + `p if {
+	some name in data.cfg.headers
+	input.headers[name] == "a"
+}
+decision if p with data.cfg as {"headers": ["x-other"]}`}, []string{"headers"}},
+	{"whole/a function argument", `{"cfg": {"headers": ["x-org"]}}`, []string{pkg + `h(name) := input.headers[name]
+decision if h(data.cfg.headers[0]) == "a"`}, []string{"headers"}},
+	{"whole/bound by a literal array", `{}`, []string{pkg + `decision if {
+	some name in ["x-org"]
+	input.headers[name] == "a"
+}`}, []string{"headers"}},
+}
+
+func TestInputUseWithData(t *testing.T) {
+	ctx := context.Background()
+	inputs := []string{
+		`{}`,
+		`{"headers": {"x-org": "a", "x-team": "b", "x-other": "a"}, "ext": {"tenant": {"id": 1}, "team": {"id": 2}, "x": {"id": 3}}}`,
+		`{"headers": {"x-other": "a"}, "ext": {"x": {"id": 3}}}`,
+		`{"headers": {"x-org": "b", "1": "a"}}`,
+	}
+	for _, tt := range dataKeyTests {
+		t.Run(tt.name, func(t *testing.T) {
+			var data map[string]any
+			if err := json.Unmarshal([]byte(tt.data), &data); err != nil {
+				t.Fatal(err)
+			}
+			e, err := NewEngine(DefaultDecisionPath, WithBundleTests(false, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := &bundle.Bundle{Data: data}
+			for i, src := range tt.modules {
+				m, err := ast.ParseModuleWithOpts("m.rego", src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.Modules = append(b.Modules, bundle.ModuleFile{Path: "/m" + string(rune('0'+i)) + ".rego", Raw: []byte(src), Parsed: m})
+			}
+			if err := e.Activate(ctx, b, "test"); err != nil {
+				t.Fatal(err)
+			}
+			use := e.Active().InputUse()
+			if got := usePaths(use); !reflect.DeepEqual(got, tt.exact) {
+				t.Errorf("reads %q, want %q", got, tt.exact)
+			}
+			for _, doc := range inputs {
+				var full any
+				if err := json.Unmarshal([]byte(doc), &full); err != nil {
+					t.Fatal(err)
+				}
+				want, wantErr := evalJSON(t, e, full)
+				got, gotErr := evalJSON(t, e, prune(full, use))
+				if got != want || (wantErr == nil) != (gotErr == nil) {
+					t.Errorf("input %s:\nfull   → %s %v\npruned → %s %v", doc, want, wantErr, got, gotErr)
+				}
+			}
+		})
+	}
 }

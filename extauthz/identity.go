@@ -2,6 +2,8 @@ package extauthz
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 	"time"
 )
 
@@ -34,6 +36,38 @@ type Identity struct {
 	// with the response on allow (a signed cache of the session). It is
 	// not part of the policy input.
 	SetCookie string
+}
+
+// AuthTime is when the principal last authenticated, when the credential
+// says: the session's auth_time, or a JWT's numeric auth_time claim
+// (seconds since the epoch, OIDC Core 1.0 §2).
+func (id *Identity) AuthTime() (time.Time, bool) {
+	if id.Session != nil && !id.Session.AuthTime.IsZero() {
+		return id.Session.AuthTime, true
+	}
+	if id.Method != MethodJWT {
+		return time.Time{}, false
+	}
+	var secs float64
+	switch v := id.Claims["auth_time"].(type) {
+	case float64:
+		secs = v
+	case json.Number:
+		f, err := v.Float64()
+		if err != nil {
+			return time.Time{}, false
+		}
+		secs = f
+	default:
+		return time.Time{}, false
+	}
+	// Beyond ±2^33 s (the year 2242) a claim is nonsense, and the
+	// conversion to nanoseconds would overflow.
+	if math.IsNaN(secs) || math.Abs(secs) > 1<<33 {
+		return time.Time{}, false
+	}
+	whole, frac := math.Modf(secs)
+	return time.Unix(int64(whole), int64(frac*1e9)), true
 }
 
 // SessionInfo describes the session a request was authenticated with.

@@ -41,6 +41,7 @@ jwt := {
 	"permissions": [],
 	"scopes": [],
 	"claims": {"sub": "u-2", "tid": "acme", "roles": ["member"], "auth_time": now_s - 60},
+	"auth_age_seconds": 60,
 }
 
 # api_key(scopes) is a key of acme created by a member.

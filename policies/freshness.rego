@@ -4,10 +4,12 @@
 # pattern of config.fresh_session.paths.
 #
 #   - session: input.identity.session.age_seconds, computed by the sidecar;
-#   - jwt: the auth_time claim (seconds since the epoch) against the clock
-#     (time.now_ns, the sidecar's clock; `with time.now_ns as …` in tests).
-#     A token without auth_time is never fresh; one whose auth_time is in
-#     the future beyond config.fresh_session.clock_leeway neither.
+#   - jwt: input.identity.auth_age_seconds, which the sidecar computes from
+#     the token's numeric auth_time claim on its clock (negative for an
+#     auth_time in the future). A token without auth_time is never fresh;
+#     one whose auth_time is in the future beyond
+#     config.fresh_session.clock_leeway neither.
+# The policy reads no clock, so its decisions can be cached.
 #   - api_key: never fresh, unless the key has a scope of
 #     config.api_keys.fresh_session_bypass_scopes (service-to-service keys
 #     that no person stands behind) that its creator's role grants.
@@ -42,9 +44,8 @@ fresh if {
 
 fresh if {
 	input.identity.method == "jwt"
-	auth_time := input.identity.claims.auth_time
-	is_number(auth_time)
-	age := (time.now_ns() / 1000000000) - auth_time
+	age := input.identity.auth_age_seconds
+	is_number(age)
 	age <= config.fresh_session.max_age
 	age >= 0 - config.fresh_session.clock_leeway
 }

@@ -39,6 +39,11 @@ import data.mcpauthz.config
 
 tools_call if input.mcp.method == "tools/call"
 
+# mcp_message: the request carries a JSON-RPC message. Tested through a
+# member the sidecar always sets rather than input.mcp as a whole, so that
+# decisions do not depend on the message's id and can be cached.
+mcp_message if is_boolean(input.mcp.is_response)
+
 mcp_lifecycle if input.mcp.method in config.mcp.lifecycle_methods
 
 # The notifications a client sends (MCP 2025-11-25), by exact name.
@@ -51,7 +56,7 @@ mcp_lifecycle if {
 }
 
 mcp_lifecycle if {
-	not input.mcp
+	not mcp_message
 	http_method in config.mcp.stream_http_methods
 }
 
@@ -59,13 +64,13 @@ mcp_lifecycle if {
 # stream method.
 invalid_mcp_request if {
 	mcp_request
-	not input.mcp
+	not mcp_message
 	not http_method in config.mcp.stream_http_methods
 }
 
 unknown_method if {
 	mcp_request
-	input.mcp
+	mcp_message
 	not mcp_lifecycle
 	not known_method
 }

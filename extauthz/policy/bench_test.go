@@ -9,6 +9,8 @@ import (
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
+	"github.com/mcpauthz/mcpauthz/policies"
+	"github.com/mcpauthz/mcpauthz/quotas"
 )
 
 func toolsCallRequest() *extauthz.Request {
@@ -103,4 +105,53 @@ func benchToolsCall(b *testing.B, ev extauthz.PolicyEvaluator) {
 			b.Fatal(d, err)
 		}
 	}
+}
+
+// BenchmarkCheckDefaultBundle is one in-process decision with the default
+// bundle: an API-key caller of a pro organization calling a read-only tool,
+// with its rate limits and quota in the decision.
+func BenchmarkCheckDefaultBundle(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		size int
+	}{{"uncached", 0}, {"cached", bundles.DefaultDecisionCacheSize}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e, err := bundles.NewEngine(bundles.DefaultDecisionPath, bundles.WithDecisionCache(bc.size))
+			if err != nil {
+				b.Fatal(err)
+			}
+			bundle, err := bundles.LoadFS(policies.FS())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := e.Activate(context.Background(), bundle, "embedded"); err != nil {
+				b.Fatal(err)
+			}
+			ids, _ := extauthz.NewDecisionIDs(rand.Reader)
+			id := extauthz.Identity{Authenticated: true, Method: extauthz.MethodAPIKey, Subject: "key-1", UserID: "u-1",
+				Tenant: "org-1", Tier: "pro", TimeZone: "Europe/Berlin", OrgRole: "member", Roles: []string{"member"}, Scopes: []string{"mcp:tools:call"},
+				APIKey: &extauthz.APIKeyInfo{ID: "key-1", Name: "ci", Tier: "pro"}}
+			a := extauthz.NewAuthorizer(policy.NewEvaluator(e), ids.Next, extauthz.WithTimeout(time.Minute),
+				extauthz.WithIdentityVerifier(fixedIdentity{id: id}), extauthz.WithLimiter(admitAll{}))
+			req := toolsCallRequest()
+			req.Body = `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"text":"quarterly report"}}}`
+			req.Size = int64(len(req.Body))
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := a.Check(ctx, req)
+				if err != nil || !d.Allowed || len(d.Take.Limits) == 0 {
+					b.Fatal(d, err)
+				}
+			}
+		})
+	}
+}
+
+// admitAll admits every request: the limiter's own cost is measured by
+// extauthz's BenchmarkCheckLimits.
+type admitAll struct{}
+
+func (admitAll) Take(_ context.Context, req quotas.Request) (quotas.Result, error) {
+	return quotas.Result{Allowed: true, Limits: make([]quotas.LimitState, len(req.Limits)), Quotas: make([]quotas.QuotaState, len(req.Quotas))}, nil
 }

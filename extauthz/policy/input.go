@@ -50,7 +50,7 @@ var keys = func() map[string]*ast.Term {
 		"size", "protocol", "body", "rawBody",
 		// identity
 		"authenticated", "subject", "user_id", "tenant", "org_role", "roles", "permissions",
-		"scopes", "claims", "session", "auth_time", "age_seconds", "api_key", "name", "tier", "time_zone",
+		"scopes", "claims", "session", "auth_time", "age_seconds", "auth_age_seconds", "api_key", "name", "tier", "time_zone",
 		"allowed_tools",
 		// mcp
 		"tool", "uri", "prompt", "protocol_version", "session_id", "is_notification",
@@ -664,6 +664,12 @@ func (b *builder) identity(id *extauthz.Identity, now time.Time, use *bundles.In
 	}
 	if u := o.wants("claims"); u != nil && len(id.Claims) > 0 {
 		o.set("claims", b.anyValue(id.Claims, u))
+	}
+	if o.wants("auth_age_seconds") != nil {
+		if t, ok := id.AuthTime(); ok {
+			age := int64(math.Floor(now.Sub(t).Seconds()))
+			o.set("auth_age_seconds", b.term(ast.Number(strconv.FormatInt(age, 10))))
+		}
 	}
 	if s := id.Session; s != nil && o.wants("session") != nil {
 		so := b.object(o.wants("session"), 3)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -343,5 +344,41 @@ func TestDecisionLogInput(t *testing.T) {
 	res, _ := docJSON(t, ev.Result, nil)
 	if res != true {
 		t.Errorf("log result %v, want true", res)
+	}
+}
+
+// TestAuthAgeSeconds: the sidecar computes how long ago the principal
+// authenticated on its own clock, so that policies need not read the clock.
+func TestAuthAgeSeconds(t *testing.T) {
+	now := testNow.Unix()
+	jwt := func(authTime any) extauthz.Identity {
+		claims := map[string]any{"sub": "u-1"}
+		if authTime != nil {
+			claims["auth_time"] = authTime
+		}
+		return extauthz.Identity{Authenticated: true, Method: extauthz.MethodJWT, Subject: "u-1", Claims: claims}
+	}
+	tests := []struct {
+		name string
+		id   extauthz.Identity
+		want string
+	}{
+		{"session", extauthz.Identity{Authenticated: true, Method: extauthz.MethodSession, Subject: "u-1",
+			Session: &extauthz.SessionInfo{ID: "s-1", AuthTime: testNow.Add(-90 * time.Second)}}, `90`},
+		{"jwt", jwt(float64(now - 900)), `900`},
+		{"jwt as a JSON number", jwt(json.Number(strconv.FormatInt(now-900, 10))), `900`},
+		{"jwt with a fractional auth_time", jwt(float64(now) - 900.5), `900`},
+		{"jwt from the future", jwt(float64(now + 61)), `-61`},
+		{"jwt without auth_time", jwt(nil), `"none"`},
+		{"jwt with a string auth_time", jwt(strconv.FormatInt(now-900, 10)), `"none"`},
+		{"jwt with an absurd auth_time", jwt(1e300), `"none"`},
+		{"api key", extauthz.Identity{Authenticated: true, Method: extauthz.MethodAPIKey, Subject: "key:k-1",
+			APIKey: &extauthz.APIKeyInfo{ID: "k-1"}}, `"none"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkSeen(t, `object.get(input.identity, "auth_age_seconds", "none")`, request("GET", "/", nil, ""), tt.want,
+				extauthz.WithIdentityVerifier(fixedIdentity{tt.id}))
+		})
 	}
 }
