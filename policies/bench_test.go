@@ -14,11 +14,13 @@ import (
 )
 
 // BenchmarkDecision evaluates a tools/call with the bundle's data grown to
-// many organizations, each with its own tool rules. The rules look tenants
-// and tools up by key, so the large case should cost about what the small
-// one does (compare the sub-benchmarks' ns/op).
+// many organizations, each with its own tool rules: 1 to 1,000
+// organizations of 5 rules, then 5 to 500 rules in each of 1,000
+// organizations. The rules look tenants and tools up by key, so the large
+// cases should cost about what the small one does (compare the
+// sub-benchmarks' ns/op).
 func BenchmarkDecision(b *testing.B) {
-	for _, size := range []struct{ orgs, rules int }{{1, 5}, {1000, 500}} {
+	for _, size := range []struct{ orgs, rules int }{{1, 5}, {10, 5}, {100, 5}, {1000, 5}, {1000, 50}, {1000, 500}} {
 		b.Run(fmt.Sprintf("orgs=%d/rules=%d", size.orgs, size.rules), func(b *testing.B) {
 			pq := prepareScaled(b, size.orgs, size.rules)
 			org := fmt.Sprintf("org-%d", size.orgs/2)
