@@ -22,6 +22,7 @@ type ruleCache struct {
 
 type cacheEntry struct {
 	start, end int // the entry's ref is terms[start:end]
+	hash       int // the ref's hash, compared before the ref
 	value      *ast.Term
 	undefined  bool
 }
@@ -55,10 +56,13 @@ func (c *ruleCache) Pop() {
 	}
 }
 
-func (c *ruleCache) find(ref ast.Ref) int {
+// find returns the index of ref's entry in the current frame, or -1. A
+// function's results are cached under refs holding its arguments, often
+// objects, so refs are told apart by hash before they are compared.
+func (c *ruleCache) find(ref ast.Ref, hash int) int {
 	for i := len(c.entries) - 1; i >= c.frames[len(c.frames)-1]; i-- {
 		e := &c.entries[i]
-		if e.end-e.start == len(ref) && ast.Ref(c.terms[e.start:e.end]).Equal(ref) {
+		if e.hash == hash && e.end-e.start == len(ref) && ast.Ref(c.terms[e.start:e.end]).Equal(ref) {
 			return i
 		}
 	}
@@ -69,7 +73,7 @@ func (c *ruleCache) find(ref ast.Ref) int {
 // when cached, (nil, true) when cached as undefined, (nil, false) when not
 // cached.
 func (c *ruleCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	i := c.find(ref)
+	i := c.find(ref, ref.Hash())
 	if i < 0 {
 		return nil, false
 	}
@@ -82,7 +86,8 @@ func (c *ruleCache) Get(ref ast.Ref) (*ast.Term, bool) {
 // Put caches value (nil for undefined) for ref in the current frame. The
 // ref's terms are copied: callers reuse the slice.
 func (c *ruleCache) Put(ref ast.Ref, value *ast.Term) {
-	if i := c.find(ref); i >= 0 {
+	hash := ref.Hash()
+	if i := c.find(ref, hash); i >= 0 {
 		e := &c.entries[i]
 		if value != nil {
 			e.value, e.undefined = value, false
@@ -93,7 +98,7 @@ func (c *ruleCache) Put(ref ast.Ref, value *ast.Term) {
 	}
 	start := len(c.terms)
 	c.terms = append(c.terms, ref...)
-	c.entries = append(c.entries, cacheEntry{start: start, end: len(c.terms), value: value, undefined: value == nil})
+	c.entries = append(c.entries, cacheEntry{start: start, end: len(c.terms), hash: hash, value: value, undefined: value == nil})
 }
 
 // Keys returns the refs with values cached in the current frame.
