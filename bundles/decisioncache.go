@@ -70,6 +70,8 @@ func worthCaching(use *InputUse) bool {
 		attrs.Child("source").Child("address").Child("socketAddress").Child("portValue"),
 		req.Child("time"), http.Child("id"), http.Child("body"), http.Child("rawBody"),
 		headers.Child("x-request-id"), headers.Child("traceparent"),
+		// The JSON-RPC id, which a client makes unique per request.
+		use.Child("mcp").Child("id"), use.Child("parsed_body").Child("id"),
 	} {
 		if u != nil {
 			return false

@@ -64,6 +64,10 @@ func TestWorthCaching(t *testing.T) {
 		{"fail/raw body", `b := input.attributes.request.http.body`, false},
 		{"fail/request time", `t := input.attributes.request.time`, false},
 		{"fail/whole http", `h := input.attributes.request.http`, false},
+		{"fail/the JSON-RPC id", `allow if input.mcp.id == 1`, false},
+		{"fail/the whole MCP message", `allow if input.mcp`, false},
+		{"ok/a member of the parsed body", `allow if input.parsed_body.method == "x"`, true},
+		{"fail/the whole parsed body", `b := input.parsed_body`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
