@@ -98,7 +98,11 @@ func tarball(open func() (io.ReadCloser, error)) opener {
 		if err != nil {
 			return nil, nil, err
 		}
-		return bundle.NewTarballLoader(r), func() { r.Close() }, nil
+		// The loader buffers each file whole, allocating the size its tar
+		// header declares before the reader checks any size: without
+		// this limit, a header declaring more than can be allocated
+		// panics.
+		return bundle.NewTarballLoader(r).WithSizeLimitBytes(MaxBundleBytes), func() { r.Close() }, nil
 	}
 }
 

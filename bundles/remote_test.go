@@ -1,7 +1,9 @@
 package bundles_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/elliptic"
 	"errors"
@@ -118,6 +120,14 @@ func TestRemoteFetch(t *testing.T) {
 		map[string]string{"authz.rego": "package mcpauthz.authz\n\ndecision := http.send({\"method\": \"get\", \"url\": input.u})\n"}, "r9", nil, "")
 	brokenBody, _ := os.ReadFile(broken)
 	slowClient := &http.Client{Timeout: 200 * time.Millisecond}
+	// A few hundred bytes whose one tar header declares a file no slice
+	// can hold.
+	var huge bytes.Buffer
+	zw := gzip.NewWriter(&huge)
+	tw := tar.NewWriter(zw)
+	tw.WriteHeader(&tar.Header{Name: "/data.json", Mode: 0o644, Size: 1 << 62, Typeflag: tar.TypeReg})
+	tw.Flush()
+	zw.Close()
 
 	tests := []struct {
 		name         string
@@ -136,6 +146,8 @@ func TestRemoteFetch(t *testing.T) {
 		{name: "fail/server error", next: func(s *bundleServer) { s.status = http.StatusInternalServerError },
 			wantErr: bundles.ErrBundleServer, wantRevision: "r1", wantLoads: 1},
 		{name: "fail/garbage body", next: func(s *bundleServer) { s.body, s.etag = []byte("<html>not a bundle</html>"), `"e2"` },
+			wantRevision: "r1", wantLoads: 1},
+		{name: "fail/a file declared larger than can be allocated", next: func(s *bundleServer) { s.body, s.etag = huge.Bytes(), `"e2"` },
 			wantRevision: "r1", wantLoads: 1},
 		{name: "fail/bundle does not compile", next: func(s *bundleServer) { s.body, s.etag = brokenBody, `"e2"` },
 			wantRevision: "r1", wantLoads: 1},

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -169,27 +170,24 @@ func parseSignatures(data []byte) (*SignatureInfo, error) {
 	if len(parts) != 3 {
 		return nil, errors.New(".signatures.json: the signature is not a compact JWS")
 	}
-	var hdr struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
+	raw, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return nil, fmt.Errorf(".signatures.json: %w", err)
 	}
-	var payload struct {
-		Files []struct {
-			Name string `json:"name"`
-		} `json:"files"`
-		KeyID string `json:"keyid"` // OPA's older claim, before "kid"
-		Scope string `json:"scope"`
+	alg, kid, err := signatureHeader(raw)
+	if err != nil {
+		return nil, fmt.Errorf(".signatures.json: %w", err)
 	}
-	for i, v := range []any{&hdr, &payload} {
-		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
-		if err != nil {
-			return nil, fmt.Errorf(".signatures.json: %w", err)
-		}
-		if err := json.Unmarshal(raw, v); err != nil {
-			return nil, fmt.Errorf(".signatures.json: %w", err)
-		}
+	// The payload is read as OPA's verifier reads it. Its keyid is OPA's
+	// older claim, from before the header's kid.
+	var payload bundle.DecodedSignature
+	if raw, err = base64.RawURLEncoding.DecodeString(parts[1]); err != nil {
+		return nil, fmt.Errorf(".signatures.json: %w", err)
 	}
-	info := &SignatureInfo{KeyID: hdr.Kid, Algorithm: hdr.Alg, Scope: payload.Scope}
+	if err := json.Unmarshal(raw, &payload); err != nil {
+		return nil, fmt.Errorf(".signatures.json: %w", err)
+	}
+	info := &SignatureInfo{KeyID: kid, Algorithm: alg, Scope: payload.Scope}
 	if info.KeyID == "" {
 		info.KeyID = payload.KeyID
 	}
@@ -197,4 +195,50 @@ func parseSignatures(data []byte) (*SignatureInfo, error) {
 		info.Files = append(info.Files, f.Name)
 	}
 	return info, nil
+}
+
+// signatureHeader returns the alg and kid of a signature's JSON header.
+// OPA's verifier takes the kid by its exact name, where encoding/json
+// would also take "KID"; a member given twice is refused, since the
+// verifier and a decoder may each take another copy.
+func signatureHeader(raw []byte) (alg, kid string, err error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", "", errors.New("the signature header is not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", "", fmt.Errorf("the signature header: %w", err)
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return "", "", fmt.Errorf("the signature header repeats %q", name)
+		}
+		seen[name] = true
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return "", "", fmt.Errorf("the signature header: %w", err)
+		}
+		var dst *string
+		switch name {
+		case "alg":
+			dst = &alg
+		case "kid":
+			dst = &kid
+		default:
+			continue
+		}
+		if err := json.Unmarshal(value, dst); err != nil {
+			return "", "", fmt.Errorf("the signature header's %q is not a string", name)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return "", "", fmt.Errorf("the signature header: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return "", "", errors.New("the signature header has data after its object")
+	}
+	return alg, kid, nil
 }

@@ -93,8 +93,11 @@ func (c *SignedSessionCache) identity(value string, d token.Digest, now time.Tim
 	if !ok {
 		return extauthz.Identity{}, false
 	}
-	mac, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(mac, c.mac(d, payload)) {
+	// The MAC is compared as issued, in its one canonical spelling:
+	// decoding it would also take line breaks and other trailing bits,
+	// giving one cookie several values.
+	want := base64.RawURLEncoding.EncodeToString(c.mac(d, payload))
+	if !hmac.Equal([]byte(sig), []byte(want)) {
 		return extauthz.Identity{}, false
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(payload)
