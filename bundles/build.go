@@ -130,14 +130,26 @@ func Inspect(path string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	err = inspectFiles(loader, info)
+	if rerr := release(); rerr != nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", path, err)
+	}
+	slices.Sort(info.Files)
+	return info, nil
+}
+
+// inspectFiles lists the loader's files in info and reads the signatures.
+func inspectFiles(loader bundle.DirectoryLoader, info *Info) error {
 	for {
 		f, err := loader.NextFile()
 		if errors.Is(err, io.EOF) {
-			break
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("bundle %s: %w", path, err)
+			return err
 		}
 		name := "/" + strings.TrimPrefix(f.Path(), "/")
 		info.Files = append(info.Files, name)
@@ -145,15 +157,13 @@ func Inspect(path string) (*Info, error) {
 			var buf bytes.Buffer
 			if _, err := f.Read(&buf, MaxBundleBytes); err != nil && !errors.Is(err, io.EOF) {
 				f.Close()
-				return nil, fmt.Errorf("bundle %s: %w", path, err)
+				return err
 			}
 			if info.Signature, err = parseSignatures(buf.Bytes()); err != nil {
 				f.Close()
-				return nil, fmt.Errorf("bundle %s: %w", path, err)
+				return err
 			}
 		}
 		f.Close()
 	}
-	slices.Sort(info.Files)
-	return info, nil
 }

@@ -20,6 +20,16 @@ import (
 // MaxBundleBytes caps the size of any one file in a bundle.
 const MaxBundleBytes = bundle.DefaultSizeLimitBytes
 
+// MaxUnpackedBytes caps the files of a bundle archive together, as they
+// are unpacked: OPA's loader holds every file in memory before any
+// signature is checked, so a small archive of highly compressed files
+// could otherwise take gigabytes.
+const MaxUnpackedBytes = 256 << 20
+
+// MaxRevisionBytes caps a manifest's revision, which every decision log
+// line, trace and the bundle metric's label carry.
+const MaxRevisionBytes = 256
+
 // LoadOption configures how a bundle is read.
 type LoadOption func(*loadConfig)
 
@@ -38,9 +48,9 @@ func WithVerification(v *Verification) LoadOption {
 // LoadFS reads a bundle laid out as a directory tree in fsys (the embedded
 // default bundle, or a directory).
 func LoadFS(fsys fs.FS, opts ...LoadOption) (*bundle.Bundle, error) {
-	b, err := read(func() (bundle.DirectoryLoader, func(), error) {
+	b, err := read(func() (bundle.DirectoryLoader, func() error, error) {
 		loader, err := bundle.NewFSLoader(fsys)
-		return loader, func() {}, err
+		return loader, noRelease, err
 	}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("reading bundle: %w", err)
@@ -66,8 +76,8 @@ func LoadPath(path string, opts ...LoadOption) (*bundle.Bundle, error) {
 }
 
 // opener returns a fresh loader over the bundle's files and a function
-// releasing it.
-type opener func() (bundle.DirectoryLoader, func(), error)
+// releasing it, which reports whether the files were within bounds.
+type opener func() (bundle.DirectoryLoader, func() error, error)
 
 // openPath returns an opener for the bundle at path, and whether it is a
 // directory.
@@ -83,8 +93,8 @@ func openPath(path string) (opener, bool, error) {
 		if err != nil {
 			return nil, false, fmt.Errorf("reading bundle: %w", err)
 		}
-		return func() (bundle.DirectoryLoader, func(), error) {
-			return bundle.NewDirectoryLoader(root).WithFollowSymlinks(true).WithFilter(skipHidden(root)), func() {}, nil
+		return func() (bundle.DirectoryLoader, func() error, error) {
+			return bundle.NewDirectoryLoader(root).WithFollowSymlinks(true).WithFilter(skipHidden(root)), noRelease, nil
 		}, true, nil
 	}
 	return tarball(func() (io.ReadCloser, error) { return os.Open(path) }), false, nil
@@ -93,7 +103,7 @@ func openPath(path string) (opener, bool, error) {
 // tarball returns an opener reading a .tar.gz from what open returns: a
 // bundle file, or a download held in memory (Remote).
 func tarball(open func() (io.ReadCloser, error)) opener {
-	return func() (bundle.DirectoryLoader, func(), error) {
+	return func() (bundle.DirectoryLoader, func() error, error) {
 		r, err := open()
 		if err != nil {
 			return nil, nil, err
@@ -101,10 +111,36 @@ func tarball(open func() (io.ReadCloser, error)) opener {
 		// The loader buffers each file whole, allocating the size its tar
 		// header declares before the reader checks any size: without
 		// this limit, a header declaring more than can be allocated
-		// panics.
-		return bundle.NewTarballLoader(r).WithSizeLimitBytes(MaxBundleBytes), func() { r.Close() }, nil
+		// panics. The budget skips, unread, every file past
+		// MaxUnpackedBytes and fails the read.
+		budget := &unpackBudget{left: MaxUnpackedBytes}
+		loader := bundle.NewTarballLoader(r).WithSizeLimitBytes(MaxBundleBytes).WithFilter(budget.take)
+		return loader, func() error { r.Close(); return budget.err }, nil
 	}
 }
+
+// unpackBudget is a loader filter counting the sizes tar headers declare,
+// which bound what the loader reads of each file.
+type unpackBudget struct {
+	left int64
+	err  error
+}
+
+func (b *unpackBudget) take(name string, info fs.FileInfo, _ int) bool {
+	if b.err != nil {
+		return true
+	}
+	if !info.Mode().IsRegular() {
+		return false
+	}
+	if b.left -= info.Size(); b.left < 0 {
+		b.err = fmt.Errorf("the archive unpacks to more than %d MiB (at %s)", MaxUnpackedBytes>>20, name)
+		return true
+	}
+	return false
+}
+
+func noRelease() error { return nil }
 
 // skipHidden leaves out dot-files and dot-directories below root other than
 // the manifest and signatures (editor swap files, .git) when a directory is
@@ -142,7 +178,6 @@ func readWith(open opener, verify *Verification) (*bundle.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer release()
 	r := bundle.NewCustomReader(loader).
 		WithRegoVersion(ast.RegoV1).
 		WithSizeLimitBytes(MaxBundleBytes)
@@ -154,8 +189,14 @@ func readWith(open opener, verify *Verification) (*bundle.Bundle, error) {
 		r = r.WithSkipBundleVerification(true)
 	}
 	b, err := r.Read()
+	if err := release(); err != nil {
+		return nil, err
+	}
 	if err != nil {
 		return nil, err
+	}
+	if len(b.Manifest.Revision) > MaxRevisionBytes {
+		return nil, fmt.Errorf("the manifest's revision is longer than %d bytes", MaxRevisionBytes)
 	}
 	return &b, nil
 }

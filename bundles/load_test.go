@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -147,6 +148,11 @@ func TestLoadPathFails(t *testing.T) {
 			writeFiles(t, dir, map[string]string{"authz.rego": roleRego, "data.json": "{"})
 			return dir
 		}},
+		{"fail/a revision longer than the bound", func(t *testing.T, dir string) string {
+			writeFiles(t, dir, map[string]string{"authz.rego": roleRego,
+				".manifest": `{"revision": "` + strings.Repeat("r", bundles.MaxRevisionBytes+1) + `"}`})
+			return dir
+		}},
 		{"fail/file is not a tarball", func(t *testing.T, dir string) string {
 			p := filepath.Join(dir, "bundle.tar.gz")
 			writeFiles(t, dir, map[string]string{"bundle.tar.gz": roleRego})
@@ -159,5 +165,17 @@ func TestLoadPathFails(t *testing.T) {
 				t.Fatalf("LoadPath = %d modules, want an error", len(b.Modules))
 			}
 		})
+	}
+}
+
+// TestLoadPathRevisionAtTheBound: a revision of MaxRevisionBytes loads;
+// one byte more does not (TestLoadPathFails).
+func TestLoadPathRevisionAtTheBound(t *testing.T) {
+	dir := t.TempDir()
+	rev := strings.Repeat("r", bundles.MaxRevisionBytes)
+	writeFiles(t, dir, map[string]string{"authz.rego": roleRego, ".manifest": `{"revision": "` + rev + `"}`})
+	b, err := bundles.LoadPath(dir)
+	if err != nil || bundles.Revision(b) != rev {
+		t.Fatalf("LoadPath: %v", err)
 	}
 }
