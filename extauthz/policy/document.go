@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -26,12 +27,67 @@ func (d *inputDoc) AppendJSON(dst []byte, mask *extauthz.Mask) ([]byte, []string
 	return appendTerm(dst, t, mask, "", &erased), erased
 }
 
-// termDoc is a policy result for the decision log.
-type termDoc struct{ t *ast.Term }
+// result is a policy's result: the term, or for a remembered decision the
+// term's JSON when JSON holds it exactly — OPA's values take about ten
+// times the space, and the decision cache holds thousands. It is the
+// decision log's document of the result too.
+type result struct {
+	term *ast.Term
+	json []byte
+}
 
-func (d termDoc) AppendJSON(dst []byte, mask *extauthz.Mask) ([]byte, []string) {
+// compact returns t as a result to remember.
+func compact(t *ast.Term) result {
+	if !jsonExact(t.Value) {
+		return result{term: t}
+	}
 	var erased []string
-	return appendTerm(dst, d.t, mask, "", &erased), erased
+	return result{json: appendTerm(nil, t, nil, "", &erased)}
+}
+
+// Term returns the result as a term, nil when there is none.
+func (r result) Term() *ast.Term {
+	if r.term != nil || r.json == nil {
+		return r.term
+	}
+	t, err := ast.ParseTerm(string(r.json))
+	if err != nil { // it was written by appendTerm
+		panic(fmt.Sprintf("a remembered policy result does not parse: %v", err))
+	}
+	return t
+}
+
+func (r result) AppendJSON(dst []byte, mask *extauthz.Mask) ([]byte, []string) {
+	if r.json != nil && mask == nil {
+		return append(dst, r.json...), nil
+	}
+	var erased []string
+	return appendTerm(dst, r.Term(), mask, "", &erased), erased
+}
+
+// jsonExact reports whether appendTerm writes v as JSON that parses back to
+// v: no sets, and only string keys.
+func jsonExact(v ast.Value) bool {
+	switch v := v.(type) {
+	case ast.Null, ast.Boolean, ast.Number, ast.String:
+		return true
+	case *ast.Array:
+		for i := range v.Len() {
+			if !jsonExact(v.Elem(i).Value) {
+				return false
+			}
+		}
+		return true
+	case ast.Object:
+		ok := true
+		v.Foreach(func(k, x *ast.Term) {
+			if _, s := k.Value.(ast.String); !s || !jsonExact(x.Value) {
+				ok = false
+			}
+		})
+		return ok
+	}
+	return false
 }
 
 // appendTerm writes t as JSON, leaving out members mask selects and noting

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
 )
@@ -55,20 +53,20 @@ func NewEvaluator(engine *bundles.Engine, opts ...Option) *Evaluator {
 // Evaluate decides one request (or one message of a batch).
 func (e *Evaluator) Evaluate(ctx context.Context, in *extauthz.PolicyInput) (extauthz.PolicyResult, error) {
 	now := e.now()
-	res, t, err := e.evaluate(ctx, in, now)
+	res, r, err := e.evaluate(ctx, in, now)
 	if e.shadow != nil && res.Revision != "" { // a bundle was active
-		e.shadow.offer(in, now, t, err == nil && res.Decision.Allowed, res.Revision)
+		e.shadow.offer(in, now, r, err == nil && res.Decision.Allowed, res.Revision)
 	}
 	return res, err
 }
 
-// evaluate decides in at now; it returns the policy's raw result too, or
-// nil when there is none.
-func (e *Evaluator) evaluate(ctx context.Context, in *extauthz.PolicyInput, now time.Time) (extauthz.PolicyResult, *ast.Term, error) {
+// evaluate decides in at now; it returns the policy's raw result too, empty
+// when there is none.
+func (e *Evaluator) evaluate(ctx context.Context, in *extauthz.PolicyInput, now time.Time) (extauthz.PolicyResult, result, error) {
 	res := extauthz.PolicyResult{Path: e.engine.Path()}
 	snap := e.engine.Active()
 	if snap == nil {
-		return res, nil, bundles.ErrNoBundle
+		return res, result{}, bundles.ErrNoBundle
 	}
 	res.Revision = snap.Revision
 	use := snap.InputUse()
@@ -87,7 +85,7 @@ func (e *Evaluator) evaluate(ctx context.Context, in *extauthz.PolicyInput, now 
 		if v, ok := snap.Cached(*key); ok {
 			c := v.(*cached)
 			if in.Record {
-				res.Result = termDoc{c.result}
+				res.Result = c.result
 			}
 			res.Decision = c.decision
 			return res, c.result, nil
@@ -97,27 +95,28 @@ func (e *Evaluator) evaluate(ctx context.Context, in *extauthz.PolicyInput, now 
 	t, err := snap.Eval(ctx, buildInput(in, use, now), now)
 	switch {
 	case errors.Is(err, bundles.ErrUndefined):
-		return res, nil, fmt.Errorf("%w at %s", extauthz.ErrPolicyUndefined, res.Path)
+		return res, result{}, fmt.Errorf("%w at %s", extauthz.ErrPolicyUndefined, res.Path)
 	case err != nil:
-		return res, nil, err
+		return res, result{}, err
 	}
+	r := result{term: t}
 	if in.Record {
-		res.Result = termDoc{t}
+		res.Result = r
 	}
 	res.Decision, err = decision(t.Value)
 	if err == nil && key != nil {
-		snap.Remember(*key, &cached{result: t, decision: clip(res.Decision)})
+		snap.Remember(*key, &cached{result: compact(t), decision: clip(res.Decision)})
 	}
 	if err != nil {
-		return res, nil, err
+		return res, result{}, err
 	}
-	return res, t, nil
+	return res, r, nil
 }
 
 // cached is a remembered decision. It is shared by every request with the
 // same key, so neither part may be modified.
 type cached struct {
-	result   *ast.Term
+	result   result
 	decision extauthz.Decision
 }
 

@@ -136,9 +136,9 @@ type shadowJob struct {
 	snap       *bundles.Snapshot
 	input      *ast.Term
 	now        time.Time
-	active     *ast.Term // the active result, nil when it failed
-	allowed    bool      // the active decision
-	revision   string    // the active revision
+	active     result // the active result, empty when it failed
+	allowed    bool   // the active decision
+	revision   string // the active revision
 	decisionID string
 	method     string
 	tool       string
@@ -147,7 +147,7 @@ type shadowJob struct {
 
 // offer queues a decision for the candidate, or counts a drop. The input is
 // built only when there is room.
-func (s *Shadow) offer(in *extauthz.PolicyInput, now time.Time, active *ast.Term, allowed bool, revision string) {
+func (s *Shadow) offer(in *extauthz.PolicyInput, now time.Time, active result, allowed bool, revision string) {
 	snap := s.engine.Active()
 	if snap == nil {
 		return
@@ -232,12 +232,13 @@ func (s *Shadow) evaluate(ctx context.Context, job shadowJob) {
 // results are the same when they are equal as Rego values; two failures
 // are the same, whatever their messages.
 func compare(job shadowJob, t *ast.Term, d extauthz.Decision, err error) Change {
+	active := job.active.Term()
 	switch {
-	case err != nil && job.active == nil:
+	case err != nil && active == nil:
 		return Same
 	case err != nil:
 		return CandidateError
-	case job.active != nil && job.active.Value.Compare(t.Value) == 0:
+	case active != nil && active.Value.Compare(t.Value) == 0:
 		return Same
 	case job.allowed && !d.Allowed:
 		return AllowToDeny
