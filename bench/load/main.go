@@ -1,18 +1,35 @@
-// Command load measures mcpauthz over loopback gRPC against no-op ext_authz
-// servers in the same run. It builds the servers, drives each with ghz
-// (pinned to v0.120.0) sending the same mix of MCP tools/call
-// CheckRequests, reads each server's CPU time from /proc, and prints
-// throughput, p50, p99, server and client CPU per request and peak RSS, and
-// the ratios mcpauthz / no-op.
+// Command load measures mcpauthz over loopback gRPC against no-op
+// ext_authz servers in the same run, with the default bundle's policy and
+// real identities. It builds the servers, creates principals in an
+// identity store, runs the identity service and a Redis of its own,
+// drives each target with ghz (pinned to v0.120.0) sending MCP tools/call
+// CheckRequests, reads each server's CPU time from /proc and its
+// decisions from its metrics, and prints throughput, latency, server and
+// client CPU per request, peak RSS and the ratios mcpauthz / no-op.
 //
-// Two baselines are measured. "noop" answers every check with an empty OK:
-// the cost of the gRPC layer alone. "noop-answer" answers with the very
-// response mcpauthz gives (its headers and dynamic metadata): the same
-// bytes on the wire, so mcpauthz / noop-answer is the cost of deciding
-// alone. ghz decodes responses with dynamic messages, so a larger answer
-// costs the client noticeably.
+// Targets:
+//
+//   - noop answers every check with an empty OK: the gRPC layer alone.
+//     noop-answer answers with the response mcpauthz gives (its identity
+//     headers and dynamic metadata): the same bytes on the wire. Both get
+//     the api_key requests.
+//   - <method>/<limiter>: mcpauthz with the default bundle's Rego and its
+//     data with every limit and quota raised (see limitScale), so every
+//     request is allowed and every limit and quota is still taken. The
+//     method is the credential every request carries: api_key, jwt,
+//     session-cookie (the signed session cache cookie) or session-redis
+//     (the session read from the identity service's Redis). The limiter
+//     is mem (in process) or redis (limits.redis). The sidecar's metrics
+//     must show every decision an allow (but for a few past the 100 ms
+//     budget: maxLate) and the credential and limits read where the
+//     target says (minOnPath, minInRedis), or the run fails.
+//
+// A keys phase then runs a sidecar whose store holds N API keys, for each
+// N of -keys: it verifies every key once, then reports the Check latency
+// over a sample of them and the sidecar's memory.
 //
 //	go run ./bench/load -duration 15s -rounds 3
+//	go run ./bench/load -duration 2s -warmup 1s -rounds 1 -targets noop,api_key/mem -keys 1000
 package main
 
 import (
@@ -21,31 +38,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 )
-
-const ghzModule = "github.com/bojand/ghz/cmd/ghz@v0.120.0"
 
 // defaultGOGC is mcpauthz's default garbage collector setting; every server
 // in the run gets the same one.
 const defaultGOGC = 400
-
-// clockTicks is Linux's USER_HZ, the unit of utime and stime in /proc.
-const clockTicks = 100
 
 type options struct {
 	duration, warmup time.Duration
@@ -56,31 +63,16 @@ type options struct {
 	ghz              string
 	out              string
 	gogc             string
-}
-
-// result is one target's measurement in one round.
-type result struct {
-	Target     string        `json:"target"`
-	Requests   uint64        `json:"requests"`
-	RPS        float64       `json:"rps"`
-	P50        time.Duration `json:"p50_ns"`
-	P99        time.Duration `json:"p99_ns"`
-	CPUPerReq  time.Duration `json:"cpu_per_request_ns"`
-	ClientCPU  time.Duration `json:"client_cpu_per_request_ns"`
-	PeakRSSKiB int64         `json:"peak_rss_kib"`
-	Errors     int           `json:"errors"`
-}
-
-type target struct {
-	name string
-	bin  string
-	args func(addr string) []string
-	env  []string
+	targets          string
+	keys             []int
+	keysDuration     time.Duration
 }
 
 func main() {
 	var o options
-	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measured load per target and round")
+	keys := "1,1000,10000,100000"
+	flag.DurationVar(&o.duration, "duration", 15*time.Second,
+		"measured load per target and round: as many requests as the warm-up's rate sends in this time, so none is cut off")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before each measurement")
 	flag.IntVar(&o.concurrency, "c", 50, "concurrent ghz workers")
 	flag.IntVar(&o.connections, "connections", 2, "gRPC connections (Envoy opens one per worker thread)")
@@ -89,14 +81,62 @@ func main() {
 	flag.StringVar(&o.ghz, "ghz", "", "ghz binary (default: go install "+ghzModule+")")
 	flag.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.gogc, "gogc", strconv.Itoa(defaultGOGC), "GOGC for every server")
+	flag.StringVar(&o.targets, "targets", "all", "comma-separated targets: noop, noop-answer, <method>/<limiter> for the methods "+
+		strings.Join(methods, ", ")+" and the limiters "+strings.Join(limiters, ", ")+" (a method alone names both), all, or none")
+	flag.StringVar(&keys, "keys", keys, "comma-separated numbers of API keys for the keys phase; empty skips it")
+	flag.DurationVar(&o.keysDuration, "keys-duration", 5*time.Second, "latency run of the keys phase, per number of keys")
 	flag.Parse()
+	var err error
+	if o.keys, err = parseKeys(keys); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
 }
 
+func parseKeys(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-keys: %q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// bench is the run's environment: the built servers, the identity store,
+// the identity service and Redis.
+type bench struct {
+	o               options
+	tmp             string
+	noopBin, mcpBin string
+	template        []byte // bench/rbac/checkrequest.json
+	bundle          string // the default bundle with its limits raised
+	store           string // the identity store of the targets
+	auditKey        []byte
+	sessionCacheKey string // the signed session cache's key file
+	answer          string // noop-answer's response
+	ids             *identities
+	redis           *redisServer
+	identity        identityService
+}
+
 func run(o options) error {
+	targets, err := selectTargets(o.targets)
+	if err != nil {
+		return err
+	}
+	if err := checkOptions(o, targets); err != nil {
+		return err
+	}
 	root, err := repoRoot()
 	if err != nil {
 		return err
@@ -106,130 +146,210 @@ func run(o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	b := &bench{o: o, tmp: tmp}
+	if b.template, err = os.ReadFile(filepath.Join(root, "bench/rbac/checkrequest.json")); err != nil {
+		return err
+	}
 
-	fmt.Println("building mcpauthz and the no-op server …")
-	noopBin, mcpBin := filepath.Join(tmp, "noopauthz"), filepath.Join(tmp, "mcpauthz")
-	if err := gobuild(root, noopBin, "./bench/noopauthz"); err != nil {
+	if err := b.build(root); err != nil {
 		return err
 	}
-	if err := gobuild(root, mcpBin, "./cmd/mcpauthz"); err != nil {
+	ghzVer, err := ghzVersionOf(b.o.ghz)
+	if err != nil {
 		return err
 	}
-	if o.ghz == "" {
-		fmt.Println("installing", ghzModule, "…")
-		gobin := filepath.Join(tmp, "gobin")
-		cmd := exec.Command("go", "install", ghzModule)
-		cmd.Env = append(os.Environ(), "GOBIN="+gobin)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("installing ghz: %w", err)
+
+	ctx := context.Background()
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	defer b.close()
+
+	out := report{Targets: []targetReport{}, Keys: []keysResult{}, Meta: meta{
+		Duration: o.duration, Warmup: o.warmup, Rounds: o.rounds, Concurrency: o.concurrency,
+		Connections: o.connections, Variants: o.variants, GOGC: o.gogc, GHZ: ghzVer,
+		CPUs: runtime.NumCPU(), Go: runtime.Version(),
+	}}
+	if len(targets) > 0 {
+		if out.Targets, err = b.measureTargets(targets); err != nil {
+			return err
 		}
-		o.ghz = filepath.Join(gobin, "ghz")
+		printTargets(o, out.Targets)
 	}
-
-	template, err := os.ReadFile(filepath.Join(root, "bench/rbac/checkrequest.json"))
-	if err != nil {
-		return err
-	}
-	mix, err := requestMix(template, o.variants)
-	if err != nil {
-		return err
-	}
-	dataFile := filepath.Join(tmp, "requests.json")
-	if err := writeMix(dataFile, mix); err != nil {
-		return err
-	}
-
-	mcpArgs := func(addr string) []string {
-		return []string{"serve", "--grpc-addr", addr, "--http-addr", "off", "--log-level", "error",
-			"--bundle", filepath.Join(root, "bench/rbac")}
-	}
-	mcp := target{name: "mcpauthz", bin: mcpBin, args: mcpArgs}
-	// The canned answer is mcpauthz's own answer to the first request.
-	answer, err := capture(o, mcp, mix[0])
-	if err != nil {
-		return fmt.Errorf("capturing mcpauthz's answer: %w", err)
-	}
-	answerFile := filepath.Join(tmp, "answer.json")
-	if err := os.WriteFile(answerFile, answer, 0o600); err != nil {
-		return err
-	}
-	targets := []target{
-		{name: "noop", bin: noopBin, args: func(addr string) []string { return []string{"-addr", addr} }},
-		{name: "noop-answer", bin: noopBin, args: func(addr string) []string { return []string{"-addr", addr, "-response", answerFile} }},
-		mcp,
-		// The same with the decision cache off: every check evaluates.
-		{name: "mcp-uncached", bin: mcpBin, args: mcpArgs, env: []string{"MCPAUTHZ_POLICY_DECISION_CACHE=0"}},
-	}
-
-	results := map[string][]result{}
-	for round := 1; round <= o.rounds; round++ {
-		for _, t := range targets {
-			r, err := measure(o, t, dataFile, mix)
-			if err != nil {
-				return fmt.Errorf("round %d, %s: %w", round, t.name, err)
-			}
-			r.Target = t.name
-			fmt.Printf("round %d  %-12s %8.0f req/s  p50 %8s  p99 %8s  cpu/req %7s  ghz cpu/req %7s  errors %d\n",
-				round, t.name, r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond),
-				r.CPUPerReq.Round(100*time.Nanosecond), r.ClientCPU.Round(100*time.Nanosecond), r.Errors)
-			results[t.name] = append(results[t.name], r)
+	for _, n := range o.keys {
+		fmt.Printf("\nkeys phase: %d API keys …\n", n)
+		r, err := b.measureKeys(ctx, n)
+		if err != nil {
+			return fmt.Errorf("keys phase, %d keys: %w", n, err)
 		}
+		printKeys(r)
+		out.Keys = append(out.Keys, r)
 	}
-	report(o, targets, results)
 	if o.out != "" {
-		b, _ := json.MarshalIndent(results, "", "  ")
-		if err := os.WriteFile(o.out, b, 0o644); err != nil {
+		j, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.out, append(j, '\n'), 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// requestMix makes n variants of the template: different roles, tools,
-// sessions, request and JSON-RPC ids and arguments, all allowed by the
-// RBAC bundle.
-func requestMix(template []byte, n int) ([]*authv3.CheckRequest, error) {
-	grants := []struct{ role, tool string }{
-		{"member", "echo"}, {"member", "search"}, {"member", "summarize"},
-		{"viewer", "search"},
-		{"admin", "echo"}, {"admin", "search"}, {"admin", "summarize"}, {"admin", "delete"},
+// build builds the servers and, unless -ghz names one, installs ghz.
+func (b *bench) build(root string) error {
+	fmt.Println("building mcpauthz and the no-op server …")
+	b.noopBin, b.mcpBin = filepath.Join(b.tmp, "noopauthz"), filepath.Join(b.tmp, "mcpauthz")
+	if err := gobuild(root, b.noopBin, "./bench/noopauthz"); err != nil {
+		return err
 	}
-	out := make([]*authv3.CheckRequest, n)
-	for i := range out {
-		var cr authv3.CheckRequest
-		if err := protojson.Unmarshal(template, &cr); err != nil {
-			return nil, fmt.Errorf("the check request template: %w", err)
+	if err := gobuild(root, b.mcpBin, "./cmd/mcpauthz"); err != nil {
+		return err
+	}
+	if b.o.ghz != "" {
+		return nil
+	}
+	fmt.Println("installing", ghzModule, "…")
+	gobin := filepath.Join(b.tmp, "gobin")
+	cmd := exec.Command("go", "install", ghzModule)
+	cmd.Env = append(os.Environ(), "GOBIN="+gobin)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("installing ghz: %w", err)
+	}
+	b.o.ghz = filepath.Join(gobin, "ghz")
+	return nil
+}
+
+// checkOptions refuses settings under which a target would not measure
+// what it names.
+func checkOptions(o options, targets []target) error {
+	for _, t := range targets {
+		switch {
+		case t.method == "session-cookie" && o.warmup+o.duration > sessionCacheMaxAge-time.Minute:
+			return fmt.Errorf("session-cookie: -warmup plus -duration must stay under %s, the cache cookies' max age less a minute",
+				sessionCacheMaxAge-time.Minute)
+		case t.method == "session-redis" && o.variants < 2*principals:
+			return fmt.Errorf("session-redis: -variants must be at least %d, twice the sessions the sidecar's memory holds", 2*principals)
 		}
-		g := grants[i%len(grants)]
-		h := cr.Attributes.Request.Http
-		id := fmt.Sprintf("%08x-5e6f-4a8b-9c0d-%012x", i*7919, i)
-		h.Id = id
-		h.Headers["x-request-id"] = id
-		h.Headers["x-role"] = g.role
-		h.Headers["mcp-session-id"] = fmt.Sprintf("sess-%d", i%16)
-		h.Body = fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q,"arguments":{"query":"report %d","limit":%d}}}`,
-			i+1, g.tool, i, 10+i%5)
-		out[i] = &cr
+	}
+	return nil
+}
+
+// setup writes the bundle and the keys, creates the identities, and
+// starts Redis and the identity service.
+func (b *bench) setup(ctx context.Context) error {
+	b.bundle = filepath.Join(b.tmp, "bundle")
+	if err := writeBundle(b.bundle); err != nil {
+		return err
+	}
+	var err error
+	auditKey, kek := filepath.Join(b.tmp, "audit.key"), filepath.Join(b.tmp, "kek")
+	b.sessionCacheKey = filepath.Join(b.tmp, "session-cache.key")
+	if b.auditKey, err = writeKey(auditKey); err != nil {
+		return err
+	}
+	if _, err := writeKey(kek); err != nil {
+		return err
+	}
+	if _, err := writeKey(b.sessionCacheKey); err != nil {
+		return err
+	}
+	fmt.Println("creating users, organizations, API keys and sessions …")
+	b.store = filepath.Join(b.tmp, "identity.db")
+	if b.ids, err = seedIdentities(ctx, b.store, b.auditKey, true); err != nil {
+		return fmt.Errorf("identities: %w", err)
+	}
+	redisDir := filepath.Join(b.tmp, "redis")
+	if err := os.Mkdir(redisDir, 0o700); err != nil {
+		return err
+	}
+	if b.redis, err = startRedis(redisDir); err != nil {
+		return err
+	}
+	b.identity, err = startIdentity(b.o, b.mcpBin, filepath.Join(b.tmp, "identity.yaml"), b.store, auditKey, kek, b.redis.url)
+	if err != nil {
+		b.redis.stop()
+		return err
+	}
+	return nil
+}
+
+func (b *bench) close() {
+	b.identity.stop()
+	b.redis.stop()
+}
+
+// offPathTries bounds the measurements of a target in a round that took
+// another path than the one it names.
+const offPathTries = 3
+
+// measureTargets runs every target in each round and returns them with
+// their rounds and median round.
+func (b *bench) measureTargets(targets []target) ([]targetReport, error) {
+	if slices.ContainsFunc(targets, func(t target) bool { return t.name == "noop-answer" }) {
+		if err := b.captureAnswer(); err != nil {
+			return nil, fmt.Errorf("capturing mcpauthz's answer: %w", err)
+		}
+	}
+	rounds := make([][]result, len(targets))
+	for round := 1; round <= b.o.rounds; round++ {
+		for i, t := range targets {
+			r, err := b.measure(t)
+			// A measurement of another path than the target's is made
+			// again: on a busy machine a Redis stall beyond limits.timeout
+			// (20 ms) sends decisions to the in-process fallback until
+			// Redis answers again, and a descheduled request finds its
+			// session still in memory. Denials are never retried.
+			for try := 2; errors.Is(err, errOffPath) && try <= offPathTries; try++ {
+				fmt.Printf("round %d  %-20s measured again: %v\n", round, t.name, err)
+				r, err = b.measure(t)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("round %d, %s: %w", round, t.name, err)
+			}
+			fmt.Printf("round %d  %-20s %8.0f req/s  p50 %8s  p99 %8s  p99.9 %8s  cpu/req %7s  ghz cpu/req %7s  errors %d\n",
+				round, t.name, r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond),
+				r.CPUPerReq.Round(100*time.Nanosecond), r.ClientCPU.Round(100*time.Nanosecond), r.Errors)
+			rounds[i] = append(rounds[i], r)
+		}
+	}
+	out := make([]targetReport, len(targets))
+	for i, t := range targets {
+		med := median(rounds[i])
+		note := t.note
+		if med.path != "" {
+			note += "; measured: " + med.path
+		}
+		out[i] = targetReport{Name: t.name, Method: t.method, Limiter: t.limiter, Note: note, Rounds: rounds[i], Median: med}
 	}
 	return out, nil
 }
 
-func writeMix(path string, mix []*authv3.CheckRequest) error {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i, cr := range mix {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		j, err := protojson.Marshal(cr)
-		if err != nil {
-			return err
-		}
-		b.Write(j)
+// captureAnswer keeps api_key/mem's answer to the first api_key request
+// for noop-answer.
+func (b *bench) captureAnswer() error {
+	t := target{name: "api_key/mem", method: "api_key", limiter: "mem"}
+	srv, err := b.startTarget(t)
+	if err != nil {
+		return err
 	}
-	b.WriteByte(']')
-	return os.WriteFile(path, []byte(b.String()), 0o600)
+	defer srv.stop()
+	mix, err := b.mix(t, srv.addr)
+	if err != nil {
+		return err
+	}
+	resps, err := allowAll(srv.addr, mix[:1], answerWait)
+	if err != nil {
+		return err
+	}
+	answer, err := protojson.Marshal(resps[0])
+	if err != nil {
+		return err
+	}
+	b.answer = filepath.Join(b.tmp, "answer.json")
+	return os.WriteFile(b.answer, answer, 0o600)
 }
 
 func repoRoot() (string, error) {
@@ -245,232 +365,4 @@ func gobuild(dir, out, pkg string) error {
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// start runs a target on a free loopback port.
-func start(o options, t target) (*exec.Cmd, string, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, "", err
-	}
-	srv := exec.Command(t.bin, t.args(addr)...)
-	srv.Stderr = os.Stderr
-	srv.Env = append(append(os.Environ(), "GOGC="+o.gogc), t.env...)
-	if err := srv.Start(); err != nil {
-		return nil, "", err
-	}
-	return srv, addr, nil
-}
-
-func stop(srv *exec.Cmd) {
-	srv.Process.Signal(syscall.SIGTERM)
-	srv.Wait()
-}
-
-// capture returns a target's answer to one request, as protojson.
-func capture(o options, t target, cr *authv3.CheckRequest) ([]byte, error) {
-	srv, addr, err := start(o, t)
-	if err != nil {
-		return nil, err
-	}
-	defer stop(srv)
-	resps, err := check(addr, []*authv3.CheckRequest{cr}, 20*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	return protojson.Marshal(resps[0])
-}
-
-// check waits for a server to answer, then sends the requests on the same
-// connection.
-func check(addr string, crs []*authv3.CheckRequest, wait time.Duration) ([]*authv3.CheckResponse, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
-	resps := make([]*authv3.CheckResponse, len(crs))
-	deadline := time.Now().Add(wait)
-	for i := 0; i < len(crs); {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resps[i], err = client.Check(ctx, crs[i])
-		cancel()
-		switch {
-		case err == nil:
-			i++
-		case time.Now().After(deadline):
-			return nil, fmt.Errorf("server did not answer: %w", err)
-		default:
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	return resps, nil
-}
-
-// measure starts a server, checks that it allows every request of the mix,
-// warms it up, then drives it with ghz and reads its CPU time.
-func measure(o options, t target, dataFile string, mix []*authv3.CheckRequest) (result, error) {
-	srv, addr, err := start(o, t)
-	if err != nil {
-		return result{}, err
-	}
-	defer stop(srv)
-	resps, err := check(addr, mix, 20*time.Second)
-	if err != nil {
-		return result{}, err
-	}
-	for i, resp := range resps {
-		if resp.GetStatus().GetCode() != int32(codes.OK) {
-			return result{}, fmt.Errorf("request %d of the mix is denied: %v", i, resp)
-		}
-	}
-	if _, err := ghz(o, addr, dataFile, o.warmup); err != nil {
-		return result{}, fmt.Errorf("warm-up: %w", err)
-	}
-	cpu0, err := cpuTime(srv.Process.Pid)
-	if err != nil {
-		return result{}, err
-	}
-	rep, err := ghz(o, addr, dataFile, o.duration)
-	if err != nil {
-		return result{}, err
-	}
-	cpu1, err := cpuTime(srv.Process.Pid)
-	if err != nil {
-		return result{}, err
-	}
-	r := result{Requests: rep.Count, RPS: rep.RPS}
-	for _, l := range rep.LatencyDistribution {
-		switch l.Percentage {
-		case 50:
-			r.P50 = l.Latency
-		case 99:
-			r.P99 = l.Latency
-		}
-	}
-	for _, n := range rep.ErrorDistribution {
-		r.Errors += n
-	}
-	r.CPUPerReq = (cpu1 - cpu0) / time.Duration(rep.Count)
-	r.ClientCPU = rep.cpu / time.Duration(rep.Count)
-	r.PeakRSSKiB, _ = peakRSS(srv.Process.Pid)
-	return r, nil
-}
-
-type ghzReport struct {
-	cpu                 time.Duration // ghz's own CPU time
-	Count               uint64        `json:"count"`
-	RPS                 float64       `json:"rps"`
-	LatencyDistribution []struct {
-		Percentage int           `json:"percentage"`
-		Latency    time.Duration `json:"latency"`
-	} `json:"latencyDistribution"`
-	ErrorDistribution map[string]int `json:"errorDistribution"`
-}
-
-func ghz(o options, addr, dataFile string, d time.Duration) (ghzReport, error) {
-	cmd := exec.Command(o.ghz, "--insecure",
-		"--call", "envoy.service.auth.v3.Authorization/Check",
-		"-D", dataFile,
-		"-c", strconv.Itoa(o.concurrency),
-		"--connections", strconv.Itoa(o.connections),
-		"-z", d.String(),
-		"--format", "json",
-		addr)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return ghzReport{}, fmt.Errorf("ghz: %w: %s", err, stderr.String())
-	}
-	var rep ghzReport
-	if err := json.Unmarshal(out, &rep); err != nil {
-		return ghzReport{}, fmt.Errorf("ghz output: %w", err)
-	}
-	if rep.Count == 0 {
-		return rep, errors.New("ghz made no requests")
-	}
-	rep.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	return rep, nil
-}
-
-// cpuTime is the process's user plus system CPU time.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The fields after the command name, which is in parentheses.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
-	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return time.Duration(utime+stime) * time.Second / clockTicks, nil
-}
-
-func peakRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	}
-	return 0, errors.New("no VmHWM")
-}
-
-// median returns the round with the median throughput.
-func median(rs []result) result {
-	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b result) int {
-		switch {
-		case a.RPS < b.RPS:
-			return -1
-		case a.RPS > b.RPS:
-			return 1
-		}
-		return 0
-	})
-	return s[len(s)/2]
-}
-
-func report(o options, targets []target, results map[string][]result) {
-	fmt.Printf("\nloopback gRPC, %d ghz workers on %d connections, %d distinct requests, %s per round, median of %d rounds, GOGC=%s for every server\n\n",
-		o.concurrency, o.connections, o.variants, o.duration, o.rounds, o.gogc)
-	fmt.Printf("%-12s %10s %10s %10s %12s %12s %11s %7s\n", "target", "req/s", "p50", "p99", "server cpu", "ghz cpu", "peak RSS", "errors")
-	med := map[string]result{}
-	for _, t := range targets {
-		r := median(results[t.name])
-		med[t.name] = r
-		fmt.Printf("%-12s %10.0f %10s %10s %12s %12s %7d KiB %7d\n", r.Target, r.RPS,
-			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.CPUPerReq.Round(100*time.Nanosecond),
-			r.ClientCPU.Round(100*time.Nanosecond), r.PeakRSSKiB, r.Errors)
-	}
-	fmt.Println()
-	for _, name := range []string{"mcpauthz", "mcp-uncached"} {
-		m := med[name]
-		for _, base := range []string{"noop", "noop-answer"} {
-			b := med[base]
-			fmt.Printf("%-12s / %-11s throughput %.2f (target ≥ 0.90)   server CPU per request %.2f× (target ≤ 2.00×)\n",
-				name, base, m.RPS/b.RPS, float64(m.CPUPerReq)/float64(b.CPUPerReq))
-		}
-	}
 }
