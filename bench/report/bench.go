@@ -15,7 +15,7 @@ import (
 var benchmarks = []struct{ pkg, pattern string }{
 	{"./extauthz/policy", "^(BenchmarkCheckDefaultBundle|BenchmarkCheckToolsCall)$"},
 	{"./extauthz", "^BenchmarkCheckLimits$"},
-	{"./extauthz/credentials", "^(BenchmarkAPIKey|BenchmarkSession|BenchmarkSessionSignedCookie|BenchmarkJWTVerify)$"},
+	{"./extauthz/credentials", "^(BenchmarkAPIKey|BenchmarkAPIKeyMemory|BenchmarkSession|BenchmarkSessionSignedCookie|BenchmarkJWTVerify)$"},
 	{"./extauthz/envoygrpc", "^BenchmarkLoopback$"},
 	{"./mcp", "^BenchmarkDecodeJSON$"},
 	{"./policies", "^BenchmarkDecision$"},

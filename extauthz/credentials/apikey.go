@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/identity"
@@ -58,12 +59,38 @@ type APIKeyVerifier struct {
 }
 
 // keyGrant is a key with what it is granted in its organization: the
-// tier it may use and its creator's role there.
+// tier it may use and its creator's role there. The memory holds one per
+// key in use, up to the cache size: only what verification reads is kept,
+// and the strings keys share (organization, creator, tier, zone, role,
+// scopes) are interned.
 type keyGrant struct {
-	key  identity.APIKey
-	tier identity.Tier
-	zone string        // the organization's time zone
-	role identity.Role // "" when the creator is no longer a member
+	key     identity.APIKey
+	subject string // "key:" and the key's id
+	tier    identity.Tier
+	zone    string        // the organization's time zone
+	role    identity.Role // "" when the creator is no longer a member
+}
+
+func newKeyGrant(k *identity.APIKey, org *identity.Org) *keyGrant {
+	c := *k
+	c.TokenDigest, c.Hint, c.CreatedAt, c.LastUsedAt = nil, "", time.Time{}, time.Time{}
+	c.OrgID, c.CreatedBy, c.Tier = intern(c.OrgID), intern(c.CreatedBy), intern(c.Tier)
+	c.Scopes, c.AllowedTools, c.IPAllowlist = internAll(c.Scopes), internAll(c.AllowedTools), internAll(c.IPAllowlist)
+	return &keyGrant{key: c, subject: "key:" + c.ID, tier: intern(identity.LowerTier(k.Tier, org.Tier)), zone: intern(org.TimeZone)}
+}
+
+// intern returns the one copy of s the process keeps.
+func intern[S ~string](s S) S { return unique.Make(s).Value() }
+
+func internAll(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = intern(s)
+	}
+	return out
 }
 
 var _ Verifier = (*APIKeyVerifier)(nil)
@@ -129,7 +156,7 @@ func (v *APIKeyVerifier) Verify(ctx context.Context, req *extauthz.Request) (ext
 	id := extauthz.Identity{
 		Authenticated: true,
 		Method:        extauthz.MethodAPIKey,
-		Subject:       "key:" + g.key.ID,
+		Subject:       g.subject,
 		UserID:        g.key.CreatedBy,
 		Tenant:        g.key.OrgID,
 		Tier:          string(g.tier),
@@ -187,11 +214,11 @@ func (v *APIKeyVerifier) grant(ctx context.Context, d token.Digest) (*keyGrant, 
 	if err != nil {
 		return nil, fmt.Errorf("API key organization: %w", err)
 	}
-	g := &keyGrant{key: *k, tier: identity.LowerTier(k.Tier, org.Tier), zone: org.TimeZone}
+	g := newKeyGrant(k, org)
 	m, err := v.store.Membership(ctx, k.OrgID, k.CreatedBy)
 	switch {
 	case err == nil:
-		g.role = m.Role
+		g.role = intern(m.Role)
 	case !errors.Is(err, identity.ErrNotFound):
 		return nil, fmt.Errorf("API key creator's membership: %w", err)
 	}
