@@ -23,9 +23,12 @@ type keysResult struct {
 	Keys   int           `json:"keys"`
 	P50    time.Duration `json:"p50_ns"`
 	P99    time.Duration `json:"p99_ns"`
-	RSSKiB int64         `json:"rss_kib"`  // VmRSS after warming and the latency run
-	HWMKiB int64         `json:"hwm_kib"`  // VmHWM
-	Setup  time.Duration `json:"setup_ns"` // inserting the keys into the store
+	RSSKiB int64         `json:"rss_kib"` // VmRSS after warming and the latency run
+	HWMKiB int64         `json:"hwm_kib"` // VmHWM
+	// LiveKiB is the heap the last garbage collection found live, which
+	// the collector lets grow to (1 + GOGC/100) times before the next.
+	LiveKiB int64         `json:"live_kib"`
+	Setup   time.Duration `json:"setup_ns"` // inserting the keys into the store
 
 	warm    time.Duration // verifying every key once through the sidecar
 	retried int64         // Checks of the warm-up sent again after a 503
@@ -104,6 +107,7 @@ func (b *bench) measureKeys(ctx context.Context, n int) (keysResult, error) {
 	}
 	ps := l.rep.percentiles(50, 99)
 	r.P50, r.P99 = ps[0], ps[1]
+	r.LiveKiB = int64(l.after.sum("go_gc_heap_live_bytes")) >> 10
 	r.RSSKiB, r.HWMKiB, err = memory(srv.pid())
 	return r, err
 }

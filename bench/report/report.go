@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -62,12 +63,13 @@ type LoadRound struct {
 
 // KeysRow is the sidecar holding a number of API keys.
 type KeysRow struct {
-	Keys   int           `json:"keys"`
-	P50    time.Duration `json:"p50_ns"`
-	P99    time.Duration `json:"p99_ns"`
-	RSSKiB int64         `json:"rss_kib"`
-	HWMKiB int64         `json:"hwm_kib"`
-	Setup  time.Duration `json:"setup_ns"`
+	Keys    int           `json:"keys"`
+	P50     time.Duration `json:"p50_ns"`
+	P99     time.Duration `json:"p99_ns"`
+	RSSKiB  int64         `json:"rss_kib"`
+	HWMKiB  int64         `json:"hwm_kib"`
+	LiveKiB int64         `json:"live_kib"`
+	Setup   time.Duration `json:"setup_ns"`
 }
 
 // Baseline is the no-op server every load figure is compared with.
@@ -222,9 +224,16 @@ var funcs = template.FuncMap{
 	"ratio": func(a, b float64) float64 {
 		return ratio(a, b)
 	},
-	"secs":  func(d time.Duration) string { return d.Round(time.Second).String() },
-	"trim":  strings.TrimPrefix,
-	"orgs":  func(name string) string { return nameParam(name, "orgs") },
+	"secs": func(d time.Duration) string { return d.Round(time.Second).String() },
+	"trim": strings.TrimPrefix,
+	"orgs": func(name string) string { return nameParam(name, "orgs") },
+	"gcFactor": func(gogc string) string {
+		n, err := strconv.Atoi(gogc)
+		if err != nil {
+			return "?"
+		}
+		return fmt.Sprintf("%g", 1+float64(n)/100)
+	},
 	"rules": func(name string) string { return nameParam(name, "rules") },
 }
 

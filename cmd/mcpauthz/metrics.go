@@ -173,7 +173,11 @@ func (h redisHook) observe(d time.Duration, n int, err error) {
 // the store answers) and /metrics.
 func (s *identityServer) adminHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The collector's runtime metrics add the live heap and the heap goal
+	// (go_gc_heap_live_bytes, go_gc_heap_goal_bytes): RSS is about the
+	// goal, the goal (1 + GOGC/100) times the live heap.
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(s.metrics.collectors()...)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", healthz)
