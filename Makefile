@@ -1,5 +1,5 @@
 # Convenience targets; each is one go command anyone can run directly.
-.PHONY: test bench bench-go bench-load
+.PHONY: test bench bench-go bench-load soak
 
 test:
 	go test ./...
@@ -17,3 +17,9 @@ bench-go:
 # The loopback load test alone, printed (ghz against no-op baselines).
 bench-load:
 	go run ./bench/load -duration 12s -rounds 3
+
+# Load at 70% of measured capacity through Redis, Postgres, bundle, revocation
+# and JWKS faults, then the invariants checked (about 10 minutes; needs
+# redis-server and PostgreSQL's server binaries, run as root or postgres).
+soak:
+	go run ./bench/soak -out soak.json

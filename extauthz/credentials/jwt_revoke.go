@@ -172,10 +172,14 @@ func (v *JWTVerifier) RevokeSession(sid string) {
 // or changed member's tokens for that organization, every token of a
 // deleted organization — all issued up to now plus the largest leeway, so
 // a token from an issuer whose clock runs ahead is not missed — and the
-// tokens of the sessions it names.
+// tokens of the sessions it names, unless the event only says they changed
+// (another active organization, a new authentication time): those
+// sessions go on, and so do their tokens.
 func (v *JWTVerifier) Evict(ev identity.Event) {
-	for _, sid := range ev.SessionIDs {
-		v.RevokeSession(sid)
+	if ev.Kind != identity.EventSessionChanged {
+		for _, sid := range ev.SessionIDs {
+			v.RevokeSession(sid)
+		}
 	}
 	at := v.now().Add(v.maxLeeway)
 	switch ev.Kind {

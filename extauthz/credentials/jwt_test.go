@@ -610,6 +610,9 @@ func TestJWTRevocation(t *testing.T) {
 		{name: "ok/another session's token", claims: func(c map[string]any) { c["sid"] = "s2" }, revoke: func(v *JWTVerifier, _ time.Time) {
 			v.Evict(identity.Event{Kind: identity.EventSessionsRevoked, UserID: "alice", SessionIDs: []string{"s1"}})
 		}},
+		{name: "ok/a session that switched organization or signed in again keeps its tokens (event)", claims: func(c map[string]any) { c["sid"] = "s1" }, revoke: func(v *JWTVerifier, _ time.Time) {
+			v.Evict(identity.Event{Kind: identity.EventSessionChanged, UserID: "alice", SessionIDs: []string{"s1"}})
+		}},
 		{name: "ok/another subject", revoke: func(v *JWTVerifier, at time.Time) { v.RevokeSubject("bob", at) }},
 		{name: "ok/a revocation before the token was issued", revoke: func(v *JWTVerifier, at time.Time) { v.RevokeSubject("alice", at.Add(-time.Second)) }},
 	} {
