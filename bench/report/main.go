@@ -107,14 +107,13 @@ func run(o options) error {
 	return nil
 }
 
-// runLoad runs bench/load and reads its results.
+// runLoad runs bench/load and reads its results, which it keeps in
+// bench/out/load.json: -load-json renders them again.
 func runLoad(root string, o options) (*Load, error) {
-	tmp, err := os.MkdirTemp("", "mcpauthz-report-")
-	if err != nil {
+	file := filepath.Join(root, "bench", "out", "load.json")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
-	file := filepath.Join(tmp, "load.json")
 	cmd := exec.Command("go", "run", "./bench/load",
 		"-duration", o.loadDuration.String(), "-warmup", o.loadWarmup.String(),
 		"-rounds", fmt.Sprint(o.loadRounds), "-keys", o.keys, "-out", file)
@@ -123,6 +122,7 @@ func runLoad(root string, o options) (*Load, error) {
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("bench/load: %w", err)
 	}
+	fmt.Println("load results kept in", file)
 	return readLoad(file)
 }
 

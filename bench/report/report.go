@@ -101,6 +101,11 @@ func (l *Load) Throughput(t LoadTarget) float64 {
 	return ratio(t.Median.RPS, l.Baseline().RPS)
 }
 
+// ThroughputOf is t's throughput as a fraction of the named target's.
+func (l *Load) ThroughputOf(t LoadTarget, base string) float64 {
+	return ratio(t.Median.RPS, l.Target(base).Median.RPS)
+}
+
 // CPU is t's server CPU per decision as a multiple of the no-op server's.
 func (l *Load) CPU(t LoadTarget) float64 {
 	return ratio(float64(t.Median.CPUPerRequest), float64(l.Baseline().CPUPerRequest))

@@ -173,11 +173,7 @@ func (h redisHook) observe(d time.Duration, n int, err error) {
 // the store answers) and /metrics.
 func (s *identityServer) adminHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	// The collector's runtime metrics add the live heap and the heap goal
-	// (go_gc_heap_live_bytes, go_gc_heap_goal_bytes): RSS is about the
-	// goal, the goal (1 + GOGC/100) times the live heap.
-	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC)),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(goCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(s.metrics.collectors()...)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", healthz)
@@ -246,4 +242,11 @@ func (s *timedStore) OrgByID(ctx context.Context, id string) (*identity.Org, err
 
 func (s *timedStore) Membership(ctx context.Context, org, user string) (*identity.Membership, error) {
 	return timed(s, "membership", func() (*identity.Membership, error) { return s.next.Membership(ctx, org, user) })
+}
+
+// goCollector is the Go runtime's metrics, with the live heap and the heap
+// goal (go_gc_heap_live_bytes, go_gc_heap_goal_bytes): RSS follows the
+// goal, which is (1 + GOGC/100) times the live heap.
+func goCollector() prometheus.Collector {
+	return collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC))
 }

@@ -86,6 +86,9 @@ func TestMetricsAfterDecisions(t *testing.T) {
 	}
 
 	m := scrape(t, "http://"+s.adminLis.Addr().String()+"/metrics")
+	if m["go_gc_heap_live_bytes"] <= 0 || m["go_gc_heap_goal_bytes"] < m["go_gc_heap_live_bytes"] {
+		t.Errorf("live heap %v, heap goal %v", m["go_gc_heap_live_bytes"], m["go_gc_heap_goal_bytes"])
+	}
 	sum := func(prefix string, parts ...string) float64 {
 		var n float64
 		for series, v := range m {
