@@ -14,21 +14,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/mcpauthz/mcpauthz/bench/loadfile"
 )
 
-// keysResult is the keys phase at one number of keys: a sidecar
-// (api_key, limits in process) whose store holds that many keys, each
-// verified once so every one is cached.
+// keysResult is a row of the keys phase, with how it was reached.
 type keysResult struct {
-	Keys   int           `json:"keys"`
-	P50    time.Duration `json:"p50_ns"`
-	P99    time.Duration `json:"p99_ns"`
-	RSSKiB int64         `json:"rss_kib"` // VmRSS after warming and the latency run
-	HWMKiB int64         `json:"hwm_kib"` // VmHWM
-	// LiveKiB is the heap the last garbage collection found live, which
-	// the collector lets grow to (1 + GOGC/100) times before the next.
-	LiveKiB int64         `json:"live_kib"`
-	Setup   time.Duration `json:"setup_ns"` // inserting the keys into the store
+	loadfile.KeysRow
 
 	warm    time.Duration // verifying every key once through the sidecar
 	retried int64         // Checks of the warm-up sent again after a 503
@@ -56,7 +48,7 @@ func (b *bench) measureKeys(ctx context.Context, n int) (keysResult, error) {
 	if err != nil {
 		return keysResult{}, err
 	}
-	r := keysResult{Keys: n, Setup: time.Since(start)}
+	r := keysResult{KeysRow: loadfile.KeysRow{Keys: n, Setup: time.Since(start)}}
 
 	if err := b.redis.flush(); err != nil {
 		return r, err

@@ -48,6 +48,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/mcpauthz/mcpauthz/bench/loadfile"
 )
 
 // defaultGOGC is mcpauthz's default garbage collector setting; every server
@@ -165,16 +167,20 @@ func run(o options) error {
 	}
 	defer b.close()
 
-	out := report{Targets: []targetReport{}, Keys: []keysResult{}, Meta: meta{
+	out := loadfile.File{Targets: []loadfile.Target{}, Keys: []loadfile.KeysRow{}, Meta: loadfile.Meta{
 		Duration: o.duration, Warmup: o.warmup, Rounds: o.rounds, Concurrency: o.concurrency,
 		Connections: o.connections, Variants: o.variants, GOGC: o.gogc, GHZ: ghzVer,
 		CPUs: runtime.NumCPU(), Go: runtime.Version(),
 	}}
 	if len(targets) > 0 {
-		if out.Targets, err = b.measureTargets(targets); err != nil {
+		ts, err := b.measureTargets(targets)
+		if err != nil {
 			return err
 		}
-		printTargets(o, out.Targets)
+		printTargets(o, ts)
+		for _, t := range ts {
+			out.Targets = append(out.Targets, t.Target)
+		}
 	}
 	for _, n := range o.keys {
 		fmt.Printf("\nkeys phase: %d API keys …\n", n)
@@ -183,7 +189,7 @@ func run(o options) error {
 			return fmt.Errorf("keys phase, %d keys: %w", n, err)
 		}
 		printKeys(r)
-		out.Keys = append(out.Keys, r)
+		out.Keys = append(out.Keys, r.KeysRow)
 	}
 	if o.out != "" {
 		j, err := json.MarshalIndent(out, "", "  ")
@@ -322,7 +328,12 @@ func (b *bench) measureTargets(targets []target) ([]targetReport, error) {
 		if med.path != "" {
 			note += "; measured: " + med.path
 		}
-		out[i] = targetReport{Name: t.name, Method: t.method, Limiter: t.limiter, Note: note, Rounds: rounds[i], Median: med}
+		kept := make([]loadfile.Round, len(rounds[i]))
+		for j, r := range rounds[i] {
+			kept[j] = r.Round
+		}
+		out[i] = targetReport{Target: loadfile.Target{Name: t.name, Method: t.method, Limiter: t.limiter, Note: note,
+			Rounds: kept, Median: med.Round}, redisCPU: med.redisCPU}
 	}
 	return out, nil
 }

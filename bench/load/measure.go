@@ -9,6 +9,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/mcpauthz/mcpauthz/bench/loadfile"
 )
 
 // target is a server measured: a baseline (no method, no limiter) or
@@ -110,18 +112,10 @@ func selectTargets(list string) ([]target, error) {
 	return out, nil
 }
 
-// result is one target's measurement in one round.
+// result is one target's measurement in one round, with what is printed
+// but not kept in the file.
 type result struct {
-	Requests        uint64        `json:"requests"`
-	RPS             float64       `json:"rps"`
-	P50             time.Duration `json:"p50_ns"`
-	P99             time.Duration `json:"p99_ns"`
-	P999            time.Duration `json:"p999_ns"`
-	CPUPerReq       time.Duration `json:"cpu_per_request_ns"`
-	ClientCPU       time.Duration `json:"client_cpu_per_request_ns"`
-	PeakRSSKiB      int64         `json:"peak_rss_kib"`
-	Errors          int           `json:"errors"`
-	AllowedFraction float64       `json:"allowed_fraction"`
+	loadfile.Round
 
 	redisCPU time.Duration // redis-server's CPU per request
 	path     string        // where credentials and limits were read, measured
@@ -158,13 +152,13 @@ func (b *bench) measure(t target) (result, error) {
 	}
 	n := time.Duration(l.rep.Count)
 	ps := l.rep.percentiles(50, 99, 99.9)
-	r := result{
+	r := result{Round: loadfile.Round{
 		Requests: l.rep.Count, RPS: l.rep.RPS, P50: ps[0], P99: ps[1], P999: ps[2],
-		CPUPerReq: l.cpu / n, ClientCPU: l.rep.cpu / n, redisCPU: l.redisCPU / n,
+		CPUPerReq: l.cpu / n, ClientCPU: l.rep.cpu / n,
 		PeakRSSKiB: hwm, Errors: l.rep.errors(),
 		// A no-op server allows every check without deciding anything.
 		AllowedFraction: 1,
-	}
+	}, redisCPU: l.redisCPU / n}
 	if t.method == "" {
 		return r, nil
 	}

@@ -5,35 +5,15 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/bench/loadfile"
 )
 
-// report is what -out writes.
-type report struct {
-	Meta    meta           `json:"meta"`
-	Targets []targetReport `json:"targets"`
-	Keys    []keysResult   `json:"keys"`
-}
-
-type meta struct {
-	Duration    time.Duration `json:"duration_ns"`
-	Warmup      time.Duration `json:"warmup_ns"`
-	Rounds      int           `json:"rounds"`
-	Concurrency int           `json:"concurrency"`
-	Connections int           `json:"connections"`
-	Variants    int           `json:"variants"`
-	GOGC        string        `json:"gogc"`
-	GHZ         string        `json:"ghz"`
-	CPUs        int           `json:"cpus"`
-	Go          string        `json:"go"`
-}
-
+// targetReport is a target's rounds, with the Redis CPU of its median
+// round, which is printed but not kept in the file.
 type targetReport struct {
-	Name    string   `json:"name"`
-	Method  string   `json:"method"`
-	Limiter string   `json:"limiter"`
-	Note    string   `json:"note"`
-	Rounds  []result `json:"rounds"`
-	Median  result   `json:"median"`
+	loadfile.Target
+	redisCPU time.Duration
 }
 
 // median returns the round with the median throughput.
@@ -58,7 +38,7 @@ func printTargets(o options, ts []targetReport) {
 		r := t.Median
 		fmt.Printf("%-20s %8.0f %9s %9s %9s %11s %9s %10s %6d KiB %6d %7.1f%%\n", t.Name, r.RPS,
 			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond),
-			r.CPUPerReq.Round(100*time.Nanosecond), r.ClientCPU.Round(100*time.Nanosecond), r.redisCPU.Round(100*time.Nanosecond),
+			r.CPUPerReq.Round(100*time.Nanosecond), r.ClientCPU.Round(100*time.Nanosecond), t.redisCPU.Round(100*time.Nanosecond),
 			r.PeakRSSKiB, r.Errors, 100*r.AllowedFraction)
 	}
 	fmt.Println()

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/bench/loadfile"
 )
 
 // Report is what the template renders.
@@ -21,73 +23,25 @@ type Report struct {
 	Load      *Load
 }
 
-// Load is what bench/load -out writes.
-type Load struct {
-	Meta struct {
-		Duration    time.Duration `json:"duration_ns"`
-		Warmup      time.Duration `json:"warmup_ns"`
-		Rounds      int           `json:"rounds"`
-		Concurrency int           `json:"concurrency"`
-		Connections int           `json:"connections"`
-		Variants    int           `json:"variants"`
-		GOGC        string        `json:"gogc"`
-		Ghz         string        `json:"ghz"`
-	} `json:"meta"`
-	Targets []LoadTarget `json:"targets"`
-	Keys    []KeysRow    `json:"keys"`
-}
-
-// LoadTarget is one server under load.
-type LoadTarget struct {
-	Name    string      `json:"name"`
-	Method  string      `json:"method"`
-	Limiter string      `json:"limiter"`
-	Note    string      `json:"note"`
-	Median  LoadRound   `json:"median"`
-	Rounds  []LoadRound `json:"rounds"`
-}
-
-// LoadRound is one measurement of a target.
-type LoadRound struct {
-	Requests        uint64        `json:"requests"`
-	RPS             float64       `json:"rps"`
-	P50             time.Duration `json:"p50_ns"`
-	P99             time.Duration `json:"p99_ns"`
-	P999            time.Duration `json:"p999_ns"`
-	CPUPerRequest   time.Duration `json:"cpu_per_request_ns"`
-	ClientCPU       time.Duration `json:"client_cpu_per_request_ns"`
-	PeakRSSKiB      int64         `json:"peak_rss_kib"`
-	Errors          int           `json:"errors"`
-	AllowedFraction float64       `json:"allowed_fraction"`
-}
-
-// KeysRow is the sidecar holding a number of API keys.
-type KeysRow struct {
-	Keys    int           `json:"keys"`
-	P50     time.Duration `json:"p50_ns"`
-	P99     time.Duration `json:"p99_ns"`
-	RSSKiB  int64         `json:"rss_kib"`
-	HWMKiB  int64         `json:"hwm_kib"`
-	LiveKiB int64         `json:"live_kib"`
-	Setup   time.Duration `json:"setup_ns"`
-}
+// Load is the results bench/load -out writes.
+type Load struct{ loadfile.File }
 
 // Baseline is the no-op server every load figure is compared with.
-func (l *Load) Baseline() LoadRound { return l.Target("noop").Median }
+func (l *Load) Baseline() loadfile.Round { return l.Target("noop").Median }
 
 // Target returns the target named name, or a zero one.
-func (l *Load) Target(name string) LoadTarget {
+func (l *Load) Target(name string) loadfile.Target {
 	for _, t := range l.Targets {
 		if t.Name == name {
 			return t
 		}
 	}
-	return LoadTarget{}
+	return loadfile.Target{}
 }
 
 // Measured lists the mcpauthz targets (those with a credential method).
-func (l *Load) Measured() []LoadTarget {
-	var out []LoadTarget
+func (l *Load) Measured() []loadfile.Target {
+	var out []loadfile.Target
 	for _, t := range l.Targets {
 		if t.Method != "" {
 			out = append(out, t)
@@ -97,18 +51,18 @@ func (l *Load) Measured() []LoadTarget {
 }
 
 // Throughput is t's throughput as a fraction of the no-op server's.
-func (l *Load) Throughput(t LoadTarget) float64 {
+func (l *Load) Throughput(t loadfile.Target) float64 {
 	return ratio(t.Median.RPS, l.Baseline().RPS)
 }
 
 // ThroughputOf is t's throughput as a fraction of the named target's.
-func (l *Load) ThroughputOf(t LoadTarget, base string) float64 {
+func (l *Load) ThroughputOf(t loadfile.Target, base string) float64 {
 	return ratio(t.Median.RPS, l.Target(base).Median.RPS)
 }
 
 // CPU is t's server CPU per decision as a multiple of the no-op server's.
-func (l *Load) CPU(t LoadTarget) float64 {
-	return ratio(float64(t.Median.CPUPerRequest), float64(l.Baseline().CPUPerRequest))
+func (l *Load) CPU(t loadfile.Target) float64 {
+	return ratio(float64(t.Median.CPUPerReq), float64(l.Baseline().CPUPerReq))
 }
 
 func ratio(a, b float64) float64 {
