@@ -4,14 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"hash/crc32"
-	"math/big"
 	"strings"
 	"testing"
 
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/sqlstore"
 	"github.com/mcpauthz/mcpauthz/identity/token"
+	"github.com/mcpauthz/mcpauthz/internal/testtoken"
 )
 
 // keyLookups is the identity store with the digests API keys were looked
@@ -24,23 +23,6 @@ type keyLookups struct {
 func (s *keyLookups) APIKeyByDigest(ctx context.Context, d []byte) (*identity.APIKey, error) {
 	s.digests = append(s.digests, string(d))
 	return s.Store.APIKeyByDigest(ctx, d)
-}
-
-// nearMiss is the closest well-formed guess at key: its prefix and body
-// but for the body's last digit, with the checksum made right (CRC-32 of
-// the rest, in six base-62 digits of math/big's order).
-func nearMiss(t testing.TB, key string) string {
-	t.Helper()
-	const digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	body := []byte(key[:token.Len-6])
-	last := len(body) - 1
-	body[last] = digits[(strings.IndexByte(digits, body[last])+1)%len(digits)]
-	sum := big.NewInt(int64(crc32.ChecksumIEEE(body))).Text(62)
-	guess := string(body) + strings.Repeat("0", 6-len(sum)) + sum
-	if kind, err := token.Parse(guess); err != nil || kind != token.KindAPIKey {
-		t.Fatalf("near miss %q: %v", guess, err)
-	}
-	return guess
 }
 
 // TestAuthenticateAPIKeyGuesses: the identity service, exchanging a key
@@ -70,7 +52,7 @@ func TestAuthenticateAPIKeyGuesses(t *testing.T) {
 		lookups      int
 	}{
 		{"ok/the key", secret, 1},
-		{"fail/a near miss", nearMiss(t, secret), 1},
+		{"fail/a near miss", testtoken.NearMiss(t, secret), 1},
 		{"fail/a random well-formed key", random, 1},
 		{"fail/the key with its checksum wrong", secret[:token.Len-1] + string(secret[token.Len-1]^1), 0},
 	} {

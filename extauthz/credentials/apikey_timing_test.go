@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"hash/crc32"
-	"math/big"
 	"math/bits"
 	"slices"
 	"sort"
@@ -20,6 +18,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/identity"
 	"github.com/mcpauthz/mcpauthz/identity/redisfeed"
 	"github.com/mcpauthz/mcpauthz/identity/token"
+	"github.com/mcpauthz/mcpauthz/internal/testtoken"
 )
 
 // digestStore is a key store and feed that knows keys by digest alone,
@@ -84,23 +83,6 @@ func fixedKey(t testing.TB, b byte) string {
 	return k
 }
 
-// nearMiss is the closest guess at key that is well-formed: the same
-// prefix and the same body but for its last digit, with the checksum made
-// right (CRC-32 of the rest, in six base-62 digits of math/big's order).
-func nearMiss(t testing.TB, key string) string {
-	t.Helper()
-	const digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	body := []byte(key[:token.Len-6])
-	last := len(body) - 1
-	body[last] = digits[(strings.IndexByte(digits, body[last])+1)%len(digits)]
-	sum := big.NewInt(int64(crc32.ChecksumIEEE(body))).Text(62)
-	guess := string(body) + strings.Repeat("0", 6-len(sum)) + sum
-	if kind, err := token.Parse(guess); err != nil || kind != token.KindAPIKey {
-		t.Fatalf("near miss %q: %v", guess, err)
-	}
-	return guess
-}
-
 // keyFixture is a verifier whose store holds one key.
 type keyFixture struct {
 	key   string
@@ -134,7 +116,7 @@ func (f *keyFixture) verify(secret string) (extauthz.Identity, []string, error) 
 // tried.
 func TestAPIKeyGuessesGainNothing(t *testing.T) {
 	f := newKeyFixture(t)
-	near, random := nearMiss(t, f.key), fixedKey(t, 0x77)
+	near, random := testtoken.NearMiss(t, f.key), fixedKey(t, 0x77)
 	if near[:token.Len-7] != f.key[:token.Len-7] {
 		t.Fatalf("%q is not a near miss of %q", near, f.key)
 	}
@@ -205,7 +187,7 @@ func TestAPIKeyLooseStoreGrantsNothing(t *testing.T) {
 	f := newKeyFixture(t)
 	f.store.loose = f.store.keys[token.DigestOf(f.key)]
 	for _, c := range []struct{ name, secret string }{
-		{"fail/a near miss", nearMiss(t, f.key)},
+		{"fail/a near miss", testtoken.NearMiss(t, f.key)},
 		{"fail/a random well-formed key", fixedKey(t, 0x77)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -253,7 +235,7 @@ func timingRatio(samples, batch int, a, b func()) float64 {
 // shows that a comparison leaking per matching byte exceeds it.
 func TestAPIKeyGuessTiming(t *testing.T) {
 	f := newKeyFixture(t)
-	near, random := nearMiss(t, f.key), fixedKey(t, 0x77)
+	near, random := testtoken.NearMiss(t, f.key), fixedKey(t, 0x77)
 	ctx := context.Background()
 	verify := func(secret string) func() {
 		req := request("192.0.2.1", "x-api-key", secret)
@@ -275,7 +257,7 @@ func TestAPIKeyGuessTiming(t *testing.T) {
 // TestAPIKeyGuessTiming.
 func TestTimingRatioCatchesALeak(t *testing.T) {
 	key := fixedKey(t, 0x11)
-	near, random := nearMiss(t, key), fixedKey(t, 0x77)
+	near, random := testtoken.NearMiss(t, key), fixedKey(t, 0x77)
 	leaky := func(guess string) func() {
 		return func() {
 			for i := 0; i < len(key) && key[i] == guess[i]; i++ {
