@@ -303,7 +303,8 @@ func (e *Engine) Eval(ctx context.Context, input *ast.Term) (*ast.Term, *Snapsho
 func (s *Snapshot) Cacheable() bool { return s.cache != nil }
 
 // Cached returns what Remember stored for key. The key must identify the
-// whole input the policy reads: equal keys for equal inputs only.
+// whole input the policy reads: equal keys only for inputs the policy
+// cannot tell apart (InputUse, Cuts).
 func (s *Snapshot) Cached(key []byte) (any, bool) {
 	if s.cache == nil {
 		return nil, false

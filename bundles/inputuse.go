@@ -20,6 +20,7 @@ type InputUse struct {
 	whole    bool
 	children map[string]*InputUse
 	keys     []string // the keys of children, in the order they were added
+	cuts     *Cuts    // set on a number the policy only compares with constants
 }
 
 // AllInput reads everything.
@@ -85,7 +86,25 @@ func analyzeInputUse(c *ast.Compiler, data storage.Store, decision ast.Ref) *Inp
 	for _, m := range c.Modules {
 		a.walk(m)
 	}
+	if data != nil {
+		a.use.eachLeaf(nil, func(path []string, leaf *InputUse) {
+			leaf.cuts = a.cuts(path)
+		})
+	}
 	return a.use
+}
+
+// eachLeaf calls f with every whole member below u that is not the root.
+func (u *InputUse) eachLeaf(path []string, f func([]string, *InputUse)) {
+	if u.whole {
+		if len(path) > 0 {
+			f(path, u)
+		}
+		return
+	}
+	for _, k := range u.keys {
+		u.children[k].eachLeaf(append(slices.Clip(path), k), f)
+	}
 }
 
 // replacedData lists the data documents that a `with` in a rule the
@@ -208,21 +227,8 @@ func (a *inputAnalysis) members(t *ast.Term) ([]string, bool) {
 	if _, ok := r[len(r)-1].Value.(ast.Var); !ok {
 		return nil, false
 	}
-	doc := r[:len(r)-1]
-	if !doc[1:].IsGround() || len(a.compiler.GetRules(doc)) > 0 || len(a.compiler.GetRulesWithPrefix(doc)) > 0 {
-		return nil, false
-	}
-	for _, w := range a.replaced {
-		if w.HasPrefix(doc) || doc.HasPrefix(w) {
-			return nil, false
-		}
-	}
-	path, err := storage.NewPathForRef(doc)
-	if err != nil {
-		return nil, false
-	}
-	val, err := storage.ReadOne(context.Background(), a.data, path)
-	if err != nil {
+	val, ok := a.plainData(r[:len(r)-1])
+	if !ok {
 		return nil, false
 	}
 	var keys []string
@@ -254,4 +260,28 @@ func (a *inputAnalysis) members(t *ast.Term) ([]string, bool) {
 		return nil, false
 	}
 	return keys, true
+}
+
+// plainData returns the value of the data document doc (a ground ref
+// rooted at data) when it is plain bundle data: defined by no rule,
+// replaced by no `with` that the decision can reach.
+func (a *inputAnalysis) plainData(doc ast.Ref) (any, bool) {
+	if len(doc) < 2 || !doc[0].Equal(ast.DefaultRootDocument) || !doc[1:].IsGround() ||
+		len(a.compiler.GetRules(doc)) > 0 || len(a.compiler.GetRulesWithPrefix(doc)) > 0 {
+		return nil, false
+	}
+	for _, w := range a.replaced {
+		if w.HasPrefix(doc) || doc.HasPrefix(w) {
+			return nil, false
+		}
+	}
+	path, err := storage.NewPathForRef(doc)
+	if err != nil {
+		return nil, false
+	}
+	val, err := storage.ReadOne(context.Background(), a.data, path)
+	if err != nil {
+		return nil, false
+	}
+	return val, true
 }

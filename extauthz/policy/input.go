@@ -82,9 +82,10 @@ var keys = func() map[string]*ast.Term {
 // In key mode (key != nil) it builds no terms: it appends a compact
 // encoding of the same document to *key, for the decision cache. Every
 // value and member name the document would hold is appended, as
-// self-delimiting tokens, so equal keys mean equal documents; the converse
-// need not hold (member order, for one, shows in the key), which costs only
-// a cache miss.
+// self-delimiting tokens — a number the policy only compares with
+// constants as its class among them (builder.integer) — so equal keys mean
+// documents the policy cannot tell apart; the converse need not hold
+// (member order, for one, shows in the key), which costs only a cache miss.
 type builder struct {
 	slab []ast.Term
 	key  *[]byte
@@ -114,6 +115,28 @@ func (b *builder) str(s string) *ast.Term {
 		return t
 	}
 	return b.term(ast.String(s))
+}
+
+// integer makes the term of the number x, read as use says. In key mode,
+// when the policy only compares x with constants (use.Cuts), it appends the
+// class of x among them instead: numbers of one class get one decision, so
+// a session's decisions stay cached while its age grows.
+func (b *builder) integer(use *bundles.InputUse, x int64) *ast.Term {
+	if b.key == nil {
+		return b.term(ast.Number(strconv.FormatInt(x, 10)))
+	}
+	cuts := use.Cuts()
+	if cuts == nil {
+		b.token('n', strconv.FormatInt(x, 10))
+		return keyed
+	}
+	below, equal := cuts.Class(x)
+	class := uint64(below) << 1
+	if equal {
+		class |= 1
+	}
+	*b.key = binary.AppendUvarint(append(*b.key, 'o'), class)
+	return keyed
 }
 
 // token appends a tag and a length-prefixed string to the key.
@@ -268,7 +291,7 @@ func buildInput(in *extauthz.PolicyInput, use *bundles.InputUse, now time.Time) 
 }
 
 // inputKey appends to key the decision cache key of the input document for
-// in: equal keys mean equal documents.
+// in: equal keys mean documents the policy cannot tell apart.
 func inputKey(key []byte, in *extauthz.PolicyInput, use *bundles.InputUse, now time.Time) []byte {
 	b := builder{key: &key}
 	b.input(in, use, now)
@@ -665,10 +688,9 @@ func (b *builder) identity(id *extauthz.Identity, now time.Time, use *bundles.In
 	if u := o.wants("claims"); u != nil && len(id.Claims) > 0 {
 		o.set("claims", b.anyValue(id.Claims, u))
 	}
-	if o.wants("auth_age_seconds") != nil {
+	if u := o.wants("auth_age_seconds"); u != nil {
 		if t, ok := id.AuthTime(); ok {
-			age := int64(math.Floor(now.Sub(t).Seconds()))
-			o.set("auth_age_seconds", b.term(ast.Number(strconv.FormatInt(age, 10))))
+			o.set("auth_age_seconds", b.integer(u, int64(math.Floor(now.Sub(t).Seconds()))))
 		}
 	}
 	if s := id.Session; s != nil && o.wants("session") != nil {
@@ -678,9 +700,8 @@ func (b *builder) identity(id *extauthz.Identity, now time.Time, use *bundles.In
 			if so.wants("auth_time") != nil {
 				so.set("auth_time", b.term(ast.Number(strconv.FormatInt(s.AuthTime.Unix(), 10))))
 			}
-			if so.wants("age_seconds") != nil {
-				age := max(int64(now.Sub(s.AuthTime)/time.Second), 0)
-				so.set("age_seconds", b.term(ast.Number(strconv.FormatInt(age, 10))))
+			if u := so.wants("age_seconds"); u != nil {
+				so.set("age_seconds", b.integer(u, max(int64(now.Sub(s.AuthTime)/time.Second), 0)))
 			}
 		}
 		o.set("session", b.done(so))
