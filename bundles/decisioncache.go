@@ -87,8 +87,12 @@ func worthCaching(use *InputUse) bool {
 type decisionCache struct {
 	shards   [cacheShards]cacheShard
 	perShard int
-	hits     atomic.Uint64
-	misses   atomic.Uint64
+	counts   *cacheCounts // the engine's, over all its snapshots
+}
+
+// cacheCounts count decision cache lookups.
+type cacheCounts struct {
+	hits, misses atomic.Uint64
 }
 
 const cacheShards = 32
@@ -98,8 +102,8 @@ type cacheShard struct {
 	m  map[string]any
 }
 
-func newDecisionCache(size int) *decisionCache {
-	c := &decisionCache{perShard: max(size/cacheShards, 1)}
+func newDecisionCache(size int, counts *cacheCounts) *decisionCache {
+	c := &decisionCache{perShard: max(size/cacheShards, 1), counts: counts}
 	for i := range c.shards {
 		c.shards[i].m = make(map[string]any)
 	}
@@ -118,9 +122,9 @@ func (c *decisionCache) get(key []byte) (any, bool) {
 	v, ok := s.m[string(key)]
 	s.mu.RUnlock()
 	if ok {
-		c.hits.Add(1)
+		c.counts.hits.Add(1)
 	} else {
-		c.misses.Add(1)
+		c.counts.misses.Add(1)
 	}
 	return v, ok
 }
@@ -141,8 +145,9 @@ func (c *decisionCache) put(key []byte, v any) {
 	s.m[string(key)] = v
 }
 
-// CacheStats counts decision cache lookups of a snapshot.
+// CacheStats counts an engine's decision cache lookups, over all the
+// snapshots it activated.
 type CacheStats struct {
-	Enabled      bool
+	Enabled      bool // the active snapshot remembers decisions
 	Hits, Misses uint64
 }

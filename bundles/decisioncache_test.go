@@ -117,7 +117,7 @@ func TestCacheable(t *testing.T) {
 			if got := e.Active().Cacheable(); got != tt.want {
 				t.Fatalf("Cacheable = %v, want %v", got, tt.want)
 			}
-			if got := e.Active().CacheStats().Enabled; got != tt.want {
+			if got := e.CacheStats().Enabled; got != tt.want {
 				t.Fatalf("CacheStats.Enabled = %v, want %v", got, tt.want)
 			}
 		})
@@ -125,7 +125,7 @@ func TestCacheable(t *testing.T) {
 }
 
 func TestCacheBounded(t *testing.T) {
-	c := newDecisionCache(64)
+	c := newDecisionCache(64, &cacheCounts{})
 	for i := range 10000 {
 		c.put([]byte(fmt.Sprint(i)), i)
 	}
@@ -145,7 +145,7 @@ func TestCacheBounded(t *testing.T) {
 }
 
 func TestCacheConcurrent(t *testing.T) {
-	c := newDecisionCache(128)
+	c := newDecisionCache(128, &cacheCounts{})
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Add(1)

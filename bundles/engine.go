@@ -44,9 +44,10 @@ type Engine struct {
 	now    func() time.Time
 	log    *slog.Logger
 
-	cacheSize int
-	runTests  bool
-	testLimit time.Duration
+	cacheSize   int
+	cacheCounts cacheCounts
+	runTests    bool
+	testLimit   time.Duration
 
 	mu     sync.Mutex // serializes activations and guards status
 	status Status
@@ -73,14 +74,6 @@ type Snapshot struct {
 	result   ast.Var
 	input    *InputUse
 	cache    *decisionCache // nil when decisions are not cached
-}
-
-// CacheStats reports the snapshot's decision cache.
-func (s *Snapshot) CacheStats() CacheStats {
-	if s.cache == nil {
-		return CacheStats{}
-	}
-	return CacheStats{Enabled: true, Hits: s.cache.hits.Load(), Misses: s.cache.misses.Load()}
 }
 
 // InputUse returns which parts of the input the snapshot's policy can read.
@@ -157,6 +150,16 @@ func (e *Engine) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.status
+}
+
+// CacheStats reports the decision cache: whether the active snapshot
+// remembers decisions, and the lookups of every snapshot so far.
+func (e *Engine) CacheStats() CacheStats {
+	snap := e.active.Load()
+	return CacheStats{
+		Enabled: snap != nil && snap.cache != nil,
+		Hits:    e.cacheCounts.hits.Load(), Misses: e.cacheCounts.misses.Load(),
+	}
 }
 
 // Load reads a bundle with load and activates it; a bundle that cannot be
@@ -247,7 +250,7 @@ func (e *Engine) compile(ctx context.Context, b *bundle.Bundle, source string) (
 		input:    analyzeInputUse(c, store, e.path),
 	}
 	if e.cacheSize > 0 && pure(c) && worthCaching(snap.input) {
-		snap.cache = newDecisionCache(e.cacheSize)
+		snap.cache = newDecisionCache(e.cacheSize, &e.cacheCounts)
 	}
 	return snap, nil
 }

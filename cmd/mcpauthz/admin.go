@@ -229,6 +229,9 @@ var (
 		"Policy bundles rejected: not read, not verified, not compiled, or failing their own tests.", []string{"role"}, nil)
 	bundleActivatedDesc = prometheus.NewDesc("mcpauthz_policy_bundle_activated_timestamp_seconds",
 		"When the policy bundle in force was activated.", []string{"role"}, nil)
+	decisionCacheDesc = prometheus.NewDesc("mcpauthz_policy_decision_cache_lookups_total",
+		"Lookups of remembered decisions, by result (hit: the decision was not evaluated; miss). None while the policy's decisions are not cacheable.",
+		[]string{"role", "result"}, nil)
 	remoteFetchesDesc = prometheus.NewDesc("mcpauthz_policy_bundle_fetches_total",
 		"Requests to the bundle server, by result (\"not_modified\" or \"other\").", []string{"role", "result"}, nil)
 	remoteFailingDesc = prometheus.NewDesc("mcpauthz_policy_bundle_consecutive_fetch_failures",
@@ -345,6 +348,9 @@ func collectBundle(ch chan<- prometheus.Metric, role string, src *policySource) 
 	}
 	ch <- prometheus.MustNewConstMetric(bundleActivationsDesc, prometheus.CounterValue, float64(st.Activations), role)
 	ch <- prometheus.MustNewConstMetric(bundleFailuresDesc, prometheus.CounterValue, float64(st.Failures), role)
+	cache := src.engine.CacheStats()
+	ch <- prometheus.MustNewConstMetric(decisionCacheDesc, prometheus.CounterValue, float64(cache.Hits), role, "hit")
+	ch <- prometheus.MustNewConstMetric(decisionCacheDesc, prometheus.CounterValue, float64(cache.Misses), role, "miss")
 	if src.remote != nil {
 		rs := src.remote.Status()
 		ch <- prometheus.MustNewConstMetric(remoteFetchesDesc, prometheus.CounterValue, float64(rs.NotModified), role, "not_modified")

@@ -122,6 +122,9 @@ func TestMetricsAfterDecisions(t *testing.T) {
 		{"store errors", m[`mcpauthz_credential_backend_errors_total{backend="store",kind="api_key"}`], 0},
 		{"key reads timed", m[`mcpauthz_store_query_duration_seconds_count{op="api_key"}`], 1},
 		{"key reads found", m[`mcpauthz_store_queries_total{op="api_key",result="ok"}`], 1},
+		// The key's three calls and the two anonymous ones are one input each.
+		{"decisions evaluated", m[`mcpauthz_policy_decision_cache_lookups_total{result="miss",role="active"}`], 2},
+		{"decisions remembered", m[`mcpauthz_policy_decision_cache_lookups_total{result="hit",role="active"}`], 3},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)

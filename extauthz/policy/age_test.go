@@ -94,7 +94,7 @@ func TestCachedDecisionsAsSessionsAge(t *testing.T) {
 	// Each identity's age falls in one of 5 classes among the default
 	// bundle's bounds (-clock_leeway and max_age): below, on and between
 	// them; only the first decision of each class is evaluated.
-	stats := cachedEngine.Active().CacheStats()
+	stats := cachedEngine.CacheStats()
 	if evaluated := stats.Misses; evaluated > 2*5 {
 		t.Errorf("%d of %d decisions evaluated: the cache keys on the age itself", evaluated, 2*len(ages))
 	}

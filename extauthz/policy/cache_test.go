@@ -39,7 +39,7 @@ func TestCachedDecisionsMatch(t *testing.T) {
 					}
 				}
 			}
-			st := cachedEngine.Active().CacheStats()
+			st := cachedEngine.CacheStats()
 			if st.Enabled && st.Hits == 0 {
 				t.Fatalf("the cache is on but was never hit: %+v", st)
 			}
@@ -101,7 +101,7 @@ func TestCachedDecisionIsNotModified(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if st := e.Active().CacheStats(); st.Hits < 700 {
+	if st := e.CacheStats(); st.Hits < 700 {
 		t.Fatalf("cache %+v: the decisions were not shared", st)
 	}
 }
