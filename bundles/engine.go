@@ -255,9 +255,17 @@ func (e *Engine) compile(ctx context.Context, b *bundle.Bundle, source string) (
 	return snap, nil
 }
 
-// test runs the bundle's Rego tests; any failure rejects the bundle.
+// test runs the bundle's Rego tests; any failure rejects the bundle. While
+// a bundle is active, requests are being decided: the tests then run one at
+// a time, and after each the runner waits twice as long as it ran (the next
+// test running meanwhile), so that they take about half of one CPU from
+// the decisions rather than every CPU.
 func (e *Engine) test(ctx context.Context, b *bundle.Bundle, source string) error {
-	report, err := Test(ctx, b, e.testLimit)
+	parallel, pace := 0, 0.0
+	if e.active.Load() != nil {
+		parallel, pace = 1, 2
+	}
+	report, err := runTests(ctx, b, e.testLimit, parallel, pace)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", source, err)
 	}

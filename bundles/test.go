@@ -29,6 +29,7 @@ type TestResult struct {
 	Err      error  // the rule did not evaluate (e.g. a built-in error, a timeout)
 	Skip     bool   // a todo_test_ rule
 	Output   []byte // what the test printed
+	Duration time.Duration
 }
 
 // Failed reports whether the test failed or did not evaluate.
@@ -68,6 +69,14 @@ func (r *TestReport) Err() error {
 // test is bounded by timeout (DefaultTestTimeout when zero). A bundle
 // without tests yields an empty report.
 func Test(ctx context.Context, b *bundle.Bundle, timeout time.Duration) (*TestReport, error) {
+	return runTests(ctx, b, timeout, 0, 0)
+}
+
+// runTests runs b's tests, parallel at a time (0: one per CPU). After each
+// test it waits pace times as long as the test ran before taking the next
+// result; with one test at a time, the next runs during that wait, so a
+// pace of k ≥ 1 keeps the tests to about 1/k of one CPU.
+func runTests(ctx context.Context, b *bundle.Bundle, timeout time.Duration, parallel int, pace float64) (*TestReport, error) {
 	if timeout <= 0 {
 		timeout = DefaultTestTimeout
 	}
@@ -87,6 +96,7 @@ func Test(ctx context.Context, b *bundle.Bundle, timeout time.Duration) (*TestRe
 		SetStore(store).
 		SetBundles(map[string]*bundle.Bundle{"bundle": &cp}).
 		SetTimeout(timeout).
+		SetParallel(parallel).
 		CapturePrintOutput(true).
 		RaiseBuiltinErrors(true).
 		RunTests(ctx, txn)
@@ -95,11 +105,12 @@ func Test(ctx context.Context, b *bundle.Bundle, timeout time.Duration) (*TestRe
 	}
 	for r := range ch {
 		res := TestResult{
-			Name:   r.Package + "." + r.Name,
-			Fail:   r.Fail,
-			Err:    r.Error,
-			Skip:   r.Skip,
-			Output: r.Output,
+			Name:     r.Package + "." + r.Name,
+			Fail:     r.Fail,
+			Err:      r.Error,
+			Skip:     r.Skip,
+			Output:   r.Output,
+			Duration: r.Duration,
 		}
 		if r.Location != nil {
 			res.Location = r.Location.String()
@@ -115,6 +126,10 @@ func Test(ctx context.Context, b *bundle.Bundle, timeout time.Duration) (*TestRe
 			report.Passed++
 		}
 		report.Results = append(report.Results, res)
+		if pace > 0 {
+			// The next test runs meanwhile, and waits to be received.
+			sleep(ctx, time.Duration(pace*float64(r.Duration)))
+		}
 	}
 	return report, ctx.Err()
 }
@@ -141,4 +156,14 @@ func hasTests(b *bundle.Bundle) bool {
 		}
 	}
 	return false
+}
+
+// sleep waits d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

@@ -133,3 +133,26 @@ func BenchmarkActivateDefaultBundle(b *testing.B) {
 		})
 	}
 }
+
+// TestPacedBundleTests: paced at 2, one at a time, the default bundle's
+// tests take at least twice as long as they run, and none is lost.
+func TestPacedBundleTests(t *testing.T) {
+	b, err := bundles.LoadFS(policies.FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	report, err := bundles.RunTests(context.Background(), b, 0, 1, 2)
+	wall := time.Since(start)
+	if err != nil || !report.OK() || report.Passed < 100 {
+		t.Fatalf("report %d passed, %d failed, %d errors: %v", report.Passed, report.Failed, report.Errs, err)
+	}
+	var ran time.Duration
+	for _, r := range report.Results {
+		ran += r.Duration
+	}
+	if ran <= 0 || wall < 2*ran {
+		t.Fatalf("the tests ran for %v in %v: not paced", ran, wall)
+	}
+	t.Logf("%d tests ran for %v in %v", report.Passed, ran, wall)
+}

@@ -1,0 +1,4 @@
+package bundles
+
+// RunTests runs a bundle's tests as an engine does.
+var RunTests = runTests
