@@ -86,6 +86,13 @@ func TestCachedDecisionsAsSessionsAge(t *testing.T) {
 			} else {
 				stale++
 			}
+			// The default bundle's bounds: max_age 900, and for a token's
+			// auth_time in the future, clock_leeway 60 (a session's is
+			// the identity service's own).
+			wantFresh := age <= 900 && (age >= -60 || id.Method == extauthz.MethodSession)
+			if got.Allowed != wantFresh || !wantFresh && got.Status != 401 {
+				t.Fatalf("%s at age %d: allowed %v, status %d", id.Method, age, got.Allowed, got.Status)
+			}
 		}
 		if fresh == 0 || stale == 0 {
 			t.Fatalf("%s: %d allowed and %d denied: the ages do not cross the bound", id.Method, fresh, stale)
