@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -142,6 +143,21 @@ func (b *unpackBudget) take(name string, info fs.FileInfo, _ int) bool {
 
 func noRelease() error { return nil }
 
+// withoutModules is a loader that leaves out the Rego files.
+type withoutModules struct{ bundle.DirectoryLoader }
+
+func (l withoutModules) NextFile() (*bundle.Descriptor, error) {
+	for {
+		f, err := l.DirectoryLoader.NextFile()
+		if err != nil || !strings.HasSuffix(f.Path(), bundle.RegoExt) {
+			return f, err
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+	}
+}
+
 // skipHidden leaves out dot-files and dot-directories below root other than
 // the manifest and signatures (editor swap files, .git) when a directory is
 // read as a bundle.
@@ -161,22 +177,28 @@ func read(open opener, opts []LoadOption) (*bundle.Bundle, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	b, err := readWith(open, cfg.verify)
+	b, err := readWith(open, cfg.verify, false)
 	if err == nil || cfg.verify == nil {
 		return b, err
 	}
 	// Tell a signature failure from a bundle that does not read at all:
-	// read it again, ignoring signatures.
-	if _, err2 := readWith(open, nil); err2 != nil {
+	// read it again, ignoring signatures. Its modules are left unparsed:
+	// OPA parses them on every CPU, and an unverified bundle is not worth
+	// taking the CPU from the decisions (the verified read failed before
+	// parsing any).
+	if _, err2 := readWith(open, nil, true); err2 != nil {
 		return nil, err2
 	}
 	return nil, fmt.Errorf("%w: %w", ErrSignature, err)
 }
 
-func readWith(open opener, verify *Verification) (*bundle.Bundle, error) {
+func readWith(open opener, verify *Verification, skipModules bool) (*bundle.Bundle, error) {
 	loader, release, err := open()
 	if err != nil {
 		return nil, err
+	}
+	if skipModules {
+		loader = withoutModules{loader}
 	}
 	r := bundle.NewCustomReader(loader).
 		WithRegoVersion(ast.RegoV1).
@@ -198,7 +220,41 @@ func readWith(open opener, verify *Verification) (*bundle.Bundle, error) {
 	if len(b.Manifest.Revision) > MaxRevisionBytes {
 		return nil, fmt.Errorf("the manifest's revision is longer than %d bytes", MaxRevisionBytes)
 	}
+	if err := checkDataPaths(&b); err != nil {
+		return nil, err
+	}
 	return &b, nil
+}
+
+// checkDataPaths refuses data whose path to the manifest's roots goes
+// through an empty key or one holding "/". OPA checks a document's path
+// with its keys joined by "/" and trimmed, so it takes {"/roles": …} as
+// lying within the root "roles" while storing it outside every root.
+func checkDataPaths(b *bundle.Bundle) error {
+	roots := []string{""}
+	if b.Manifest.Roots != nil {
+		roots = *b.Manifest.Roots
+	}
+	var walk func(path []string, v any) error
+	walk = func(path []string, v any) error {
+		if bundle.RootPathsContain(roots, strings.Join(path, "/")) {
+			return nil
+		}
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("the manifest's roots do not hold the data at %q", strings.Join(path, "/"))
+		}
+		for k, child := range obj {
+			if k == "" || strings.Contains(k, "/") {
+				return fmt.Errorf("data key %q under %q: a key on the way to the manifest's roots must be non-empty and hold no \"/\"", k, strings.Join(path, "/"))
+			}
+			if err := walk(append(slices.Clip(path), k), child); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(nil, b.Data)
 }
 
 // Revision returns the bundle's manifest revision or, for bundles without

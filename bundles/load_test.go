@@ -153,6 +153,16 @@ func TestLoadPathFails(t *testing.T) {
 				".manifest": `{"revision": "` + strings.Repeat("r", bundles.MaxRevisionBytes+1) + `"}`})
 			return dir
 		}},
+		{"fail/a data key with a slash, outside the roots OPA takes it for", func(t *testing.T, dir string) string {
+			writeFiles(t, dir, map[string]string{"authz.rego": roleRego, ".manifest": `{"roots": ["mcpauthz", "roles"]}`,
+				"data.json": `{"/roles": {"allowed": ["admin"]}}`})
+			return dir
+		}},
+		{"fail/an empty data key on the way to a root", func(t *testing.T, dir string) string {
+			writeFiles(t, dir, map[string]string{"authz.rego": roleRego, ".manifest": `{"roots": ["mcpauthz", "roles"]}`,
+				"data.json": `{"": {"roles": {"allowed": ["admin"]}}}`})
+			return dir
+		}},
 		{"fail/file is not a tarball", func(t *testing.T, dir string) string {
 			p := filepath.Join(dir, "bundle.tar.gz")
 			writeFiles(t, dir, map[string]string{"bundle.tar.gz": roleRego})
@@ -177,5 +187,20 @@ func TestLoadPathRevisionAtTheBound(t *testing.T) {
 	b, err := bundles.LoadPath(dir)
 	if err != nil || bundles.Revision(b) != rev {
 		t.Fatalf("LoadPath: %v", err)
+	}
+}
+
+// TestLoadPathDataKeysWithinRoots: below a root, data keys may hold "/" and
+// be empty (the default bundle's MCP methods are keyed "tools/call").
+func TestLoadPathDataKeysWithinRoots(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"authz.rego": roleRego, ".manifest": `{"roots": ["mcpauthz", "roles"]}`,
+		"data.json": `{"roles": {"allowed": ["admin"]}, "mcpauthz": {"methods": {"tools/call": 1, "": 2}}}`})
+	b, err := bundles.LoadPath(dir)
+	if err != nil {
+		t.Fatalf("LoadPath: %v", err)
+	}
+	if got := b.Data["mcpauthz"].(map[string]any)["methods"].(map[string]any)["tools/call"]; got == nil {
+		t.Fatalf("data %v", b.Data)
 	}
 }

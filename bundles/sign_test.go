@@ -190,6 +190,17 @@ func TestSignedBundles(t *testing.T) {
 		{name: "ok/signed bundle without verification", key: &rsa1, signAs: "ci"},
 		{name: "ok/unsigned bundle without verification"},
 		{name: "fail/unsigned", verify: verification(t, rsa1, "ci", ""), wantErr: bundles.ErrSignature},
+		// Refused for the signature before its Rego is parsed: not as Rego
+		// that does not parse.
+		{name: "fail/unsigned, with Rego that does not parse", verify: verification(t, rsa1, "ci", ""), wantErr: bundles.ErrSignature,
+			change: func(t *testing.T, p string) {
+				rewriteTarball(t, p, func(name string, data []byte) []byte {
+					if strings.HasSuffix(name, "authz.rego") {
+						return append(data, []byte("\ndecision := {\n")...)
+					}
+					return data
+				}, nil)
+			}},
 		{name: "fail/rego changed after signing", key: &rsa1, signAs: "ci", verify: verification(t, rsa1, "ci", ""), wantErr: bundles.ErrSignature,
 			change: func(t *testing.T, p string) { rewriteTarball(t, p, tamper, nil) }},
 		{name: "fail/data changed after signing", key: &rsa1, signAs: "ci", verify: verification(t, rsa1, "ci", ""), wantErr: bundles.ErrSignature,

@@ -1,6 +1,7 @@
 package credentials
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -22,6 +23,9 @@ func FuzzJWKSParse(f *testing.F) {
 	f.Add(jwtJWKS(f, jwtKey("rsa1k"), jwtKey("ec2")))
 	f.Add([]byte(`{"keys":[{"kty":"oct","kid":"hmac","k":"c2VjcmV0"},{"kty":"EC","kid":"junk","crv":"P-256","x":"AA","y":"AA"}]}`))
 	f.Add([]byte(`{"keys":[]}`))
+	// A usable key beside members that are not keys.
+	usable := jwtJWKS(f, jwtKey("ec"))
+	f.Add(append(bytes.TrimSuffix(bytes.TrimSpace(usable), []byte("]}")), []byte(`,0,{"kid":7}]}`)...))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		set, err := jwksParse(doc, now)
 		if err != nil {
@@ -30,17 +34,23 @@ func FuzzJWKSParse(f *testing.F) {
 			}
 			return
 		}
+		// The keys' kids, of the members that are objects with a string
+		// kid: the parser skips any other member, as it skips a key it
+		// cannot use.
 		var named struct {
-			Keys []struct {
-				KID string `json:"kid"`
-			} `json:"keys"`
+			Keys []json.RawMessage `json:"keys"`
 		}
 		if err := json.Unmarshal(doc, &named); err != nil {
 			t.Fatalf("parsed a document encoding/json refuses: %v", err)
 		}
 		kids := map[string]bool{}
-		for _, k := range named.Keys {
-			kids[k.KID] = true
+		for _, raw := range named.Keys {
+			var k struct {
+				KID string `json:"kid"`
+			}
+			if json.Unmarshal(raw, &k) == nil {
+				kids[k.KID] = true
+			}
 		}
 		if len(set.keys) == 0 {
 			t.Fatal("a set without keys")
