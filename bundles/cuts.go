@@ -85,6 +85,10 @@ var arithmetic = map[string]func(z, x, y *big.Rat) *big.Rat{
 // another function, through a parent or a variable key — makes the exact
 // value matter.
 func (a *inputAnalysis) cuts(path []string) *Cuts {
+	if a.mocked {
+		// A comparison may not compare: `with lte as f`.
+		return nil
+	}
 	var constants []*big.Rat
 	for _, m := range a.compiler.Modules {
 		for _, r := range m.Rules {
@@ -229,23 +233,23 @@ func (a *inputAnalysis) ruleCuts(r *ast.Rule, path []string) ([]*big.Rat, bool) 
 		}
 		switch {
 		case e.IsEquality():
-			l, r := e.Operand(0), e.Operand(1)
-			if !isTarget(l) && !isTarget(r) {
+			l, rt := e.Operand(0), e.Operand(1)
+			if !isTarget(l) && !isTarget(rt) {
 				continue
 			}
 			_, lv := l.Value.(ast.Var)
-			_, rv := r.Value.(ast.Var)
+			_, rv := rt.Value.(ast.Var)
 			switch {
-			case isTarget(l) && isTarget(r) || isTarget(l) && rv || isTarget(r) && lv: // a binding
+			case isTarget(l) && isTarget(rt) || isTarget(l) && rv || isTarget(rt) && lv: // a binding
 				if e.Negated {
 					continue
 				}
 				allow(l)
-				allow(r)
+				allow(rt)
 			default: // a test against a number
-				target, other := l, r
-				if isTarget(r) {
-					target, other = r, l
+				target, other := l, rt
+				if isTarget(rt) {
+					target, other = rt, l
 				}
 				n, isNum := other.Value.(ast.Number)
 				t, okNum := new(big.Rat).SetString(string(n))
@@ -264,7 +268,7 @@ func (a *inputAnalysis) ruleCuts(r *ast.Rule, path []string) ([]*big.Rat, bool) 
 			if isTarget(other) {
 				target, other = other, target
 			}
-			t, found := a.constant(other, exprs, 0)
+			t, found := a.constant(other, r, exprs, 0)
 			if !found {
 				continue
 			}
@@ -288,10 +292,11 @@ func (a *inputAnalysis) ruleCuts(r *ast.Rule, path []string) ([]*big.Rat, bool) 
 	return constants, true
 }
 
-// constant returns the number t stands for when it is a constant: a number,
-// plain bundle data holding a number, or a local variable that exactly one
-// expression of the rule binds to a constant or computes from constants.
-func (a *inputAnalysis) constant(t *ast.Term, exprs []*ast.Expr, depth int) (*big.Rat, bool) {
+// constant returns the number t stands for in the rule r, whose
+// expressions (nested ones too) are exprs, when it is a constant: a number,
+// plain bundle data holding a number, or a local variable the rule pins to
+// one (constantVar).
+func (a *inputAnalysis) constant(t *ast.Term, r *ast.Rule, exprs []*ast.Expr, depth int) (*big.Rat, bool) {
 	if depth > 8 {
 		return nil, false
 	}
@@ -308,60 +313,91 @@ func (a *inputAnalysis) constant(t *ast.Term, exprs []*ast.Expr, depth int) (*bi
 		}
 		return nil, false
 	case ast.Var:
-		var def *ast.Expr
-		for _, e := range exprs {
-			if binds(e, v) {
-				if def != nil {
-					return nil, false
-				}
-				def = e
-			}
-		}
-		if def == nil || def.Negated || len(def.With) > 0 {
-			return nil, false
-		}
-		if def.IsEquality() {
-			other := def.Operand(0)
-			if other.Value.Compare(v) == 0 {
-				other = def.Operand(1)
-			}
-			return a.constant(other, exprs, depth+1)
-		}
-		op, isArith := arithmetic[def.Operator().String()]
-		ops := def.Operands()
-		if !isArith || len(ops) != 3 || ops[2].Value.Compare(v) != 0 {
-			return nil, false
-		}
-		x, okX := a.constant(ops[0], exprs, depth+1)
-		y, okY := a.constant(ops[1], exprs, depth+1)
-		if !okX || !okY {
-			return nil, false
-		}
-		return op(new(big.Rat), x, y), true
+		return a.constantVar(v, r, exprs, depth)
 	}
 	return nil, false
 }
 
-// binds reports whether e binds v: unifies it with something, or computes
-// it as the output of an arithmetic built-in. Any other expression naming v
-// as an output disqualifies v as a constant, and is reported as binding it
-// so the caller finds two definitions or a wrong one.
-func binds(e *ast.Expr, v ast.Var) bool {
+// constantVar returns the number the local variable v stands for when the
+// rule pins it: v is not in the rule's head, exactly one expression at the
+// top of the rule's body binds it — unifies it with a constant, or computes
+// it from two integer constants (OPA computes with other numbers in
+// floating point) — and every other occurrence of v is an operand of a
+// comparison or of such a computation. A binding anywhere else (in a nested
+// body, under `not`, in a pattern or a reference, as a function's argument)
+// need not hold for the whole rule.
+func (a *inputAnalysis) constantVar(v ast.Var, r *ast.Rule, exprs []*ast.Expr, depth int) (*big.Rat, bool) {
+	inHead := false
+	ast.WalkVars(r.Head, func(x ast.Var) bool {
+		inHead = inHead || x.Equal(v)
+		return false
+	})
+	if inHead {
+		return nil, false
+	}
+	var def *ast.Expr
+	for _, e := range r.Body {
+		if defines(e, v) {
+			if def != nil {
+				return nil, false
+			}
+			def = e
+		}
+	}
+	if def == nil || def.Negated || len(def.With) > 0 {
+		return nil, false
+	}
+	occurrences, accounted := 0, 1 // the definition
+	ast.WalkVars(r.Body, func(x ast.Var) bool {
+		if x.Equal(v) {
+			occurrences++
+		}
+		return false
+	})
+	for _, e := range exprs {
+		if e == def || len(e.With) > 0 || !e.IsCall() {
+			continue
+		}
+		name := e.Operator().String()
+		if _, arith := arithmetic[name]; !arith && !comparisons[name] {
+			continue
+		}
+		ops := e.Operands()
+		for _, op := range ops[:min(len(ops), 2)] {
+			if op.Value.Compare(v) == 0 {
+				accounted++
+			}
+		}
+	}
+	if occurrences != accounted {
+		return nil, false
+	}
+	if def.IsEquality() {
+		other := def.Operand(0)
+		if other.Value.Compare(v) == 0 {
+			other = def.Operand(1)
+		}
+		return a.constant(other, r, exprs, depth+1)
+	}
+	ops := def.Operands()
+	x, okX := a.constant(ops[0], r, exprs, depth+1)
+	y, okY := a.constant(ops[1], r, exprs, depth+1)
+	if !okX || !okY || !x.IsInt() || !y.IsInt() {
+		return nil, false
+	}
+	return arithmetic[def.Operator().String()](new(big.Rat), x, y), true
+}
+
+// defines reports whether e binds v at its top: unifies the variable v
+// with something, or computes v as the output of an arithmetic built-in.
+func defines(e *ast.Expr, v ast.Var) bool {
 	if e.IsEquality() {
 		return e.Operand(0).Value.Compare(v) == 0 || e.Operand(1).Value.Compare(v) == 0
 	}
 	if !e.IsCall() {
 		return false
 	}
+	_, arith := arithmetic[e.Operator().String()]
 	ops := e.Operands()
-	if _, ok := arithmetic[e.Operator().String()]; ok && len(ops) == 3 {
-		return ops[2].Value.Compare(v) == 0
-	}
-	// Any other call that names v may bind it as an output.
-	for _, op := range ops {
-		if op.Value.Compare(v) == 0 {
-			return !comparisons[e.Operator().String()] && e.Operator().String() != ast.IsNumber.Name
-		}
-	}
-	return false
+	return arith && len(ops) == 3 && ops[2].Value.Compare(v) == 0
 }

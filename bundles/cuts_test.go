@@ -16,7 +16,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/policies"
 )
 
-const cutsData = `{"cfg": {"max": 900, "leeway": 60, "half": 0.5, "name": "x", "list": [1, 2]}}`
+const cutsData = `{"cfg": {"max": 900, "leeway": 60, "half": 0.5, "name": "x", "list": [1, 2], "one": [900]}}`
 
 // cutsOf analyzes modules with data and returns the cuts of the input
 // member at the dotted path, as the constants they stand for.
@@ -82,6 +82,25 @@ decision := p`, nil, nil},
 		{"fail/unified with data", `decision if input.s.age = data.cfg.max`, nil, nil},
 		{"fail/bound twice", `decision if { x := input.s.age; x > 3; x = data.cfg.max }`, nil, nil},
 		{"fail/sprintf", `decision := sprintf("%d", [input.s.age]) if input.s.age > 2`, nil, nil},
+		{"fail/compared with a function's argument", `fresh(max_age) if {
+	not max_age == 0
+	input.s.age <= max_age
+}
+decision if fresh(3600)`, nil, nil},
+		{"fail/compared with a variable bound only in a comprehension", `decision if {
+	[limit] = data.cfg.one
+	count([1 | limit == 0]) >= 0
+	input.s.age <= limit
+}`, nil, nil},
+		{"fail/compared with a variable also tested under not", `decision if {
+	limit := data.cfg.max
+	not limit == 0
+	input.s.age <= limit
+}`, nil, nil},
+		{"fail/a comparison replaced with with", `fresh if input.s.age <= 900
+odd(a, _) := a % 2 == 1
+decision if { fresh with lte as odd }`, nil, nil},
+		{"fail/computed from a non-integer, which OPA rounds", `decision if input.s.age <= data.cfg.half * 60`, nil, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			floors, exact, found := cutsOf(t, cutsData, "s.age", pkg+tt.module)

@@ -81,7 +81,7 @@ func (u *InputUse) add(path []string) {
 func analyzeInputUse(c *ast.Compiler, data storage.Store, decision ast.Ref) *InputUse {
 	a := &inputAnalysis{use: &InputUse{}, compiler: c, data: data}
 	if data != nil {
-		a.replaced = replacedData(c, decision)
+		a.replaced, a.mocked = replacedData(c, decision)
 	}
 	for _, m := range c.Modules {
 		a.walk(m)
@@ -108,10 +108,10 @@ func (u *InputUse) eachLeaf(path []string, f func([]string, *InputUse)) {
 }
 
 // replacedData lists the data documents that a `with` in a rule the
-// decision depends on replaces. Tests replace data freely; what they
-// replace matters only if the decision calls them.
-func replacedData(c *ast.Compiler, decision ast.Ref) []ast.Ref {
-	var out []ast.Ref
+// decision depends on replaces, and reports whether such a `with` replaces
+// a built-in (`with lte as f`). Tests replace
+// data freely; what they replace matters only if the decision calls them.
+func replacedData(c *ast.Compiler, decision ast.Ref) (out []ast.Ref, mocked bool) {
 	todo := append(c.GetRules(decision), c.GetRulesWithPrefix(decision)...)
 	seen := map[*ast.Rule]bool{}
 	for len(todo) > 0 {
@@ -122,8 +122,14 @@ func replacedData(c *ast.Compiler, decision ast.Ref) []ast.Ref {
 		}
 		seen[r] = true
 		ast.WalkWiths(r, func(w *ast.With) bool {
-			if t, ok := w.Target.Value.(ast.Ref); ok && t[0].Equal(ast.DefaultRootDocument) {
+			t, ok := w.Target.Value.(ast.Ref)
+			switch {
+			case ok && t[0].Equal(ast.InputRootDocument):
+			case ok && t[0].Equal(ast.DefaultRootDocument):
 				out = append(out, t)
+			default: // a built-in
+				mocked = true
+				mocked = true
 			}
 			return false
 		})
@@ -133,7 +139,7 @@ func replacedData(c *ast.Compiler, decision ast.Ref) []ast.Ref {
 			}
 		}
 	}
-	return out
+	return out, mocked
 }
 
 type inputAnalysis struct {
@@ -141,6 +147,7 @@ type inputAnalysis struct {
 	compiler *ast.Compiler
 	data     storage.Store
 	replaced []ast.Ref  // data documents some `with` replaces
+	mocked   bool       // some `with` replaces a built-in
 	bodies   []ast.Body // the bodies enclosing the node being walked
 }
 
