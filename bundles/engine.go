@@ -49,8 +49,9 @@ type Engine struct {
 	runTests    bool
 	testLimit   time.Duration
 
-	mu     sync.Mutex // serializes activations and guards status
-	status Status
+	activating sync.Mutex // serializes activations
+	mu         sync.Mutex // guards status, held briefly
+	status     Status
 }
 
 // Status reports the engine's activation history, for health and metrics.
@@ -185,12 +186,15 @@ func (e *Engine) recordFailure(err error) {
 // its own Rego tests, makes it the active policy. On error the active
 // policy is unchanged.
 func (e *Engine) Activate(ctx context.Context, b *bundle.Bundle, source string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	// Compiling and testing take a while: status stays readable meanwhile.
+	e.activating.Lock()
+	defer e.activating.Unlock()
 	snap, err := e.compile(ctx, b, source)
 	if err == nil && e.runTests {
 		err = e.test(ctx, b, source)
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if err != nil {
 		e.recordFailure(err)
 		return err

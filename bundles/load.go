@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -178,14 +179,15 @@ func read(open opener, opts []LoadOption) (*bundle.Bundle, error) {
 		o(&cfg)
 	}
 	b, err := readWith(open, cfg.verify, false)
-	if err == nil || cfg.verify == nil {
+	var parse ast.Errors
+	if err == nil || cfg.verify == nil || errors.As(err, &parse) {
+		// OPA parses the modules once the signature verified.
 		return b, err
 	}
 	// Tell a signature failure from a bundle that does not read at all:
 	// read it again, ignoring signatures. Its modules are left unparsed:
-	// OPA parses them on every CPU, and an unverified bundle is not worth
-	// taking the CPU from the decisions (the verified read failed before
-	// parsing any).
+	// OPA parses them on every CPU, and a bundle that may be unverified is
+	// not worth taking the CPU from the decisions.
 	if _, err2 := readWith(open, nil, true); err2 != nil {
 		return nil, err2
 	}

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
@@ -508,5 +509,28 @@ func TestEngineKeepsVerifiedPolicy(t *testing.T) {
 				t.Errorf("decision for viewer after rev-3 %s", got)
 			}
 		})
+	}
+}
+
+// TestSignedBundleThatDoesNotParse: a bundle whose signature verifies but
+// whose Rego does not parse fails for its Rego, not for its signature.
+func TestSignedBundleThatDoesNotParse(t *testing.T) {
+	key := rsaKey(t, 2048)
+	path := buildBundle(t, filepath.Join(t.TempDir(), "bundle.tar.gz"), policyFiles, "rev-1", nil, "")
+	b, err := bundles.LoadPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range b.Modules {
+		b.Modules[i].Raw = append(b.Modules[i].Raw, "\ndecision := {\n"...)
+	}
+	if err := bundles.Sign(b, key.priv, "ci", bundles.RS256); err != nil {
+		t.Fatal(err)
+	}
+	writeBundle(t, path, b)
+	_, err = bundles.LoadPath(path, bundles.WithVerification(verification(t, key, "ci", "")))
+	var parse ast.Errors
+	if err == nil || errors.Is(err, bundles.ErrSignature) || !errors.As(err, &parse) {
+		t.Fatalf("LoadPath: %v, want a parse error", err)
 	}
 }

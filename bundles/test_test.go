@@ -156,3 +156,48 @@ func TestPacedBundleTests(t *testing.T) {
 	}
 	t.Logf("%d tests ran for %v in %v", report.Passed, ran, wall)
 }
+
+// TestStatusDuringActivation: while a new bundle compiles and its tests
+// run, Status answers at once (metrics and /readyz read it).
+func TestStatusDuringActivation(t *testing.T) {
+	b, err := bundles.LoadFS(policies.FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := bundles.NewEngine(bundles.DefaultDecisionPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Activate(ctx, b, "first"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan time.Duration)
+	start := time.Now()
+	go func() {
+		if err := e.Activate(ctx, b, "second"); err != nil {
+			t.Error(err)
+		}
+		done <- time.Since(start)
+	}()
+	var slowest time.Duration
+	calls := 0
+	for {
+		select {
+		case took := <-done:
+			if calls < 2 || slowest > took/2 {
+				t.Fatalf("%d Status calls during an activation of %v, the slowest %v", calls, took, slowest)
+			}
+			if st := e.Status(); st.Source != "second" || st.Activations != 2 {
+				t.Fatalf("status %+v", st)
+			}
+			return
+		default:
+		}
+		t0 := time.Now()
+		e.Status()
+		slowest = max(slowest, time.Since(t0))
+		calls++
+		time.Sleep(10 * time.Millisecond)
+	}
+}

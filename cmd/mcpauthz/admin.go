@@ -230,7 +230,7 @@ var (
 	bundleActivatedDesc = prometheus.NewDesc("mcpauthz_policy_bundle_activated_timestamp_seconds",
 		"When the policy bundle in force was activated.", []string{"role"}, nil)
 	decisionCacheDesc = prometheus.NewDesc("mcpauthz_policy_decision_cache_lookups_total",
-		"Lookups of remembered decisions, by result (hit: the decision was not evaluated; miss). None while the policy's decisions are not cacheable.",
+		"Lookups of remembered decisions, by result (hit: the decision was not evaluated; miss), over every bundle activated. Flat while the active policy's decisions are not cacheable.",
 		[]string{"role", "result"}, nil)
 	remoteFetchesDesc = prometheus.NewDesc("mcpauthz_policy_bundle_fetches_total",
 		"Requests to the bundle server, by result (\"not_modified\" or \"other\").", []string{"role", "result"}, nil)
