@@ -48,9 +48,11 @@ const (
 // Redis pub/sub and evicts what they revoke. While subscribed it is live:
 // reads may be trusted for the live age, since an event evicts them at
 // once. While not — Redis down, paused, the connection lost — it is
-// degraded: reads are trusted only for the degraded age, and each time it
-// subscribes again it purges everything, since events may have been
-// missed meanwhile.
+// degraded: reads are trusted only for the degraded age. A read from
+// before it subscribed again stays on the degraded age, since events may
+// have been missed meanwhile: those reads expire as they would have, one by
+// one, instead of all at once when Redis returns — which would send every
+// caller to the store in the same moment.
 type Revocations struct {
 	rdb      redis.UniversalClient
 	channel  string
@@ -60,7 +62,9 @@ type Revocations struct {
 	ping     time.Duration
 	log      *slog.Logger
 	onChange func(live bool)
+	now      func() time.Time
 	up       atomic.Bool
+	since    atomic.Int64 // when it went live, in Unix nanoseconds
 }
 
 var _ Freshness = (*Revocations)(nil)
@@ -88,13 +92,18 @@ func WithLiveness(fn func(live bool)) RevocationOption {
 // withPing sets how often a quiet subscription is checked (tests).
 func withPing(d time.Duration) RevocationOption { return func(r *Revocations) { r.ping = d } }
 
+// withRevocationClock sets the clock of the ages (tests).
+func withRevocationClock(now func() time.Time) RevocationOption {
+	return func(r *Revocations) { r.now = now }
+}
+
 // NewRevocations returns a listener on the events channel of the feed
 // prefix (redisfeed.Channel) that tells the evictors.
 func NewRevocations(rdb redis.UniversalClient, prefix string, evictors []Evictor, opts ...RevocationOption) *Revocations {
 	r := &Revocations{
 		rdb: rdb, channel: redisfeed.Channel(prefix), evictors: evictors,
 		live: DefaultLiveMaxAge, degraded: DefaultDegradedMaxAge, ping: revocationPing,
-		log: slog.New(slog.DiscardHandler), onChange: func(bool) {},
+		log: slog.New(slog.DiscardHandler), onChange: func(bool) {}, now: time.Now,
 	}
 	for _, o := range opts {
 		o(r)
@@ -102,12 +111,16 @@ func NewRevocations(rdb redis.UniversalClient, prefix string, evictors []Evictor
 	return r
 }
 
-// MaxAge implements Freshness.
+// MaxAge implements Freshness. Live, it is the live age, except that a
+// read from before going live keeps the degraded age: a read younger than
+// the time since then was made live, so the bound is the longer of that
+// time and the degraded age, up to the live age.
 func (r *Revocations) MaxAge() time.Duration {
-	if r.up.Load() {
-		return r.live
+	if !r.up.Load() {
+		return r.degraded
 	}
-	return r.degraded
+	sinceLive := time.Duration(r.now().UnixNano() - r.since.Load())
+	return min(r.live, max(r.degraded, sinceLive))
 }
 
 // Live reports whether events are arriving: false means caches are on
@@ -173,13 +186,10 @@ func (r *Revocations) listen(ctx context.Context) error {
 	}
 }
 
-// setUp records the subscription's state. Going live purges first: events
-// may have been missed while it was not.
+// setUp records the subscription's state.
 func (r *Revocations) setUp(up bool, cause error) {
-	if up {
-		for _, e := range r.evictors {
-			e.Purge()
-		}
+	if up && !r.up.Load() {
+		r.since.Store(r.now().UnixNano())
 	}
 	if r.up.Swap(up) != up {
 		r.onChange(up)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -50,8 +51,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // TestRevocations: events reach the evictors; a paused Redis turns the
-// caches to the degraded age within two pings; when it answers again
-// everything is purged before the live age returns.
+// caches to the degraded age within two pings; when it answers again,
+// nothing is purged: the live age returns for reads made since, and reads
+// from before keep the degraded age.
 func TestRevocations(t *testing.T) {
 	cmd, addr := testredis.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true,
@@ -60,8 +62,10 @@ func TestRevocations(t *testing.T) {
 	rec := &recorder{}
 	var mu sync.Mutex
 	var changes []bool
+	var clock atomic.Int64 // offset from the real time, to age reads at will
+	now := func() time.Time { return time.Now().Add(time.Duration(clock.Load())) }
 	r := NewRevocations(rdb, "test", []Evictor{rec}, withPing(100*time.Millisecond), WithMaxAges(time.Minute, time.Second),
-		WithLiveness(func(live bool) { mu.Lock(); changes = append(changes, live); mu.Unlock() }))
+		WithLiveness(func(live bool) { mu.Lock(); changes = append(changes, live); mu.Unlock() }), withRevocationClock(now))
 	if r.MaxAge() != time.Second || r.Live() {
 		t.Fatal("live before subscribing")
 	}
@@ -79,11 +83,21 @@ func TestRevocations(t *testing.T) {
 		}
 	}()
 	eventually(t, "live", r.Live)
+	// Nothing read before is trusted past the degraded age; what is read
+	// from now on is, as time goes by, up to the live age.
+	if age := r.MaxAge(); age != time.Second {
+		t.Fatalf("max age just after going live %v, want the degraded 1s", age)
+	}
+	clock.Add(int64(30 * time.Second))
+	if age := r.MaxAge(); age < 30*time.Second || age > 31*time.Second {
+		t.Fatalf("max age 30s after going live %v, want the 30s since", age)
+	}
+	clock.Add(int64(time.Hour))
 	if r.MaxAge() != time.Minute {
 		t.Fatalf("live max age %v", r.MaxAge())
 	}
-	if _, purges := rec.state(); purges != 1 {
-		t.Fatalf("%d purges on subscribing, want 1", purges)
+	if _, purges := rec.state(); purges != 0 {
+		t.Fatalf("%d purges on subscribing, want none", purges)
 	}
 
 	feed, err := redisfeed.New(rdb, redisfeed.WithPrefix("test"))
@@ -99,9 +113,9 @@ func TestRevocations(t *testing.T) {
 		t.Fatalf("event %+v", got)
 	}
 	rdb.Publish(context.Background(), redisfeed.Channel("test"), "not an event")
-	eventually(t, "a purge for garbage", func() bool { _, p := rec.state(); return p == 2 })
+	eventually(t, "a purge for garbage", func() bool { _, p := rec.state(); return p == 1 })
 	rdb.Publish(context.Background(), redisfeed.Channel("test"), `{"kind":"a.kind.from.a.newer.version"}`)
-	eventually(t, "a purge for an unknown kind", func() bool { _, p := rec.state(); return p == 3 })
+	eventually(t, "a purge for an unknown kind", func() bool { _, p := rec.state(); return p == 2 })
 
 	// Paused: no answer to the ping, degraded.
 	cmd.Process.Signal(syscall.SIGSTOP)
@@ -112,8 +126,11 @@ func TestRevocations(t *testing.T) {
 	_, before := rec.state()
 	cmd.Process.Signal(syscall.SIGCONT)
 	eventually(t, "live again", r.Live)
-	if _, after := rec.state(); after <= before {
-		t.Fatal("no purge on subscribing again")
+	if _, after := rec.state(); after != before {
+		t.Fatal("a purge on subscribing again")
+	}
+	if age := r.MaxAge(); age > 2*time.Second {
+		t.Fatalf("max age just after going live again %v: reads made while events were missed are trusted past the degraded age", age)
 	}
 	mu.Lock()
 	defer mu.Unlock()
