@@ -9,7 +9,6 @@ import (
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
-	"github.com/mcpauthz/mcpauthz/policies"
 )
 
 // TestCachedDecisionsAsSessionsAge: the decision cache keys a session's or
@@ -18,21 +17,8 @@ import (
 // the uncached engine makes at that age, on both sides of each bound, and
 // the cache must answer most of them.
 func TestCachedDecisionsAsSessionsAge(t *testing.T) {
-	engine := func(size int) *bundles.Engine {
-		e, err := bundles.NewEngine(bundles.DefaultDecisionPath, bundles.WithDecisionCache(size))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := bundles.LoadFS(policies.FS())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Activate(context.Background(), b, "embedded"); err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
-	cachedEngine, uncachedEngine := engine(bundles.DefaultDecisionCacheSize), engine(0)
+	cachedEngine := defaultEngine(t, bundles.WithDecisionCache(bundles.DefaultDecisionCacheSize))
+	uncachedEngine := defaultEngine(t, bundles.WithDecisionCache(0))
 	var now time.Time
 	clock := func() time.Time { return now }
 	var id extauthz.Identity

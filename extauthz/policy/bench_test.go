@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/bundle"
+
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/extauthz"
 	"github.com/mcpauthz/mcpauthz/extauthz/policy"
@@ -36,15 +38,30 @@ const rbacBundle = "../../bench/rbac"
 
 func loadEngine(tb testing.TB, path string, opts ...bundles.EngineOption) *bundles.Engine {
 	tb.Helper()
-	e, err := bundles.NewEngine(bundles.DefaultDecisionPath, opts...)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	b, err := bundles.LoadPath(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := e.Activate(context.Background(), b, path); err != nil {
+	return activeEngine(tb, b, path, opts...)
+}
+
+// defaultEngine is an engine with the default bundle (policies) active.
+func defaultEngine(tb testing.TB, opts ...bundles.EngineOption) *bundles.Engine {
+	tb.Helper()
+	b, err := bundles.LoadFS(policies.FS())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return activeEngine(tb, b, "embedded", opts...)
+}
+
+func activeEngine(tb testing.TB, b *bundle.Bundle, source string, opts ...bundles.EngineOption) *bundles.Engine {
+	tb.Helper()
+	e, err := bundles.NewEngine(bundles.DefaultDecisionPath, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := e.Activate(context.Background(), b, source); err != nil {
 		tb.Fatal(err)
 	}
 	return e
@@ -116,17 +133,7 @@ func BenchmarkCheckDefaultBundle(b *testing.B) {
 		size int
 	}{{"uncached", 0}, {"cached", bundles.DefaultDecisionCacheSize}} {
 		b.Run(bc.name, func(b *testing.B) {
-			e, err := bundles.NewEngine(bundles.DefaultDecisionPath, bundles.WithDecisionCache(bc.size))
-			if err != nil {
-				b.Fatal(err)
-			}
-			bundle, err := bundles.LoadFS(policies.FS())
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := e.Activate(context.Background(), bundle, "embedded"); err != nil {
-				b.Fatal(err)
-			}
+			e := defaultEngine(b, bundles.WithDecisionCache(bc.size))
 			ids, _ := extauthz.NewDecisionIDs(rand.Reader)
 			id := extauthz.Identity{Authenticated: true, Method: extauthz.MethodAPIKey, Subject: "key-1", UserID: "u-1",
 				Tenant: "org-1", Tier: "pro", TimeZone: "Europe/Berlin", OrgRole: "member", Roles: []string{"member"}, Scopes: []string{"mcp:tools:call"},
