@@ -32,7 +32,10 @@ const (
 // After a failure the shared limiter is skipped for the retry interval,
 // so an outage costs one timeout per interval rather than one per
 // decision; then one request at a time tries it again, and the first
-// success ends the fallback.
+// success of such a probe ends the fallback. A request that was already in
+// flight when the shared limiter failed does not end it by succeeding
+// late: a Redis that answers some calls and drops others would otherwise
+// switch the mode, and log it, with every request.
 type Fallback struct {
 	shared   Limiter
 	local    Limiter
@@ -104,42 +107,47 @@ func (f *Fallback) Take(ctx context.Context, req Request) (Result, error) {
 	if err := req.Validate(); err != nil {
 		return Result{}, err
 	}
-	if f.useShared() {
+	if use, probe := f.useShared(); use {
 		sctx, cancel := context.WithTimeout(ctx, f.timeout)
 		res, err := f.shared.Take(sctx, req)
 		cancel()
 		switch {
 		case err == nil:
-			f.up()
+			if probe {
+				f.up()
+			}
 			return res, nil
 		case ctx.Err() != nil:
 			// The caller gave up: that says nothing of the shared limiter.
-			f.probing.Store(false)
+			f.endProbe(probe)
 			return Result{}, fmt.Errorf("%w: %w", ErrBackendUnavailable, ctx.Err())
 		case !errors.Is(err, ErrBackendUnavailable):
-			f.probing.Store(false)
+			f.endProbe(probe)
 			return Result{}, err
 		}
 		f.down(err)
+		f.endProbe(probe)
 	}
 	f.fallbacks.Add(1)
 	return f.fallback(ctx, req)
 }
 
-// useShared reports whether this request should try the shared limiter:
-// always while it answers, and one request at a time once its retry
-// interval has passed.
-func (f *Fallback) useShared() bool {
+// useShared reports whether this request should try the shared limiter,
+// and whether it is the probe of one that failed: always while it answers,
+// and one request at a time once its retry interval has passed.
+func (f *Fallback) useShared() (use, probe bool) {
 	until := f.downUntil.Load()
 	if until == 0 {
-		return true
+		return true, false
 	}
 	if f.now().UnixNano() < until {
-		return false
+		return false, false
 	}
-	return f.probing.CompareAndSwap(false, true)
+	probe = f.probing.CompareAndSwap(false, true)
+	return probe, probe
 }
 
+// up ends the fallback: a probe succeeded.
 func (f *Fallback) up() {
 	if f.downUntil.Swap(0) != 0 {
 		f.log.Info("shared limiter reachable again: limits are shared across replicas")
@@ -148,13 +156,18 @@ func (f *Fallback) up() {
 	f.probing.Store(false)
 }
 
+func (f *Fallback) endProbe(probe bool) {
+	if probe {
+		f.probing.Store(false)
+	}
+}
+
 func (f *Fallback) down(err error) {
 	f.failures.Add(1)
 	if f.downUntil.Swap(f.now().Add(f.retry).UnixNano()) == 0 {
 		f.log.Warn("shared limiter unreachable: limits fall back to their on_backend_error mode", slog.Any("error", err))
 		f.changed(true)
 	}
-	f.probing.Store(false)
 }
 
 // fallback decides req without the shared limiter.

@@ -3,6 +3,7 @@ package quotas_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -252,5 +253,71 @@ func TestInstanceShare(t *testing.T) {
 				t.Errorf("InstanceShare = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// gated is a shared limiter whose calls block until released, each then
+// answering with the error it is released with.
+type gated struct {
+	started chan struct{}
+	release chan error
+}
+
+func (g *gated) Take(_ context.Context, req quotas.Request) (quotas.Result, error) {
+	g.started <- struct{}{}
+	if err := <-g.release; err != nil {
+		return quotas.Result{}, err
+	}
+	return quotas.Result{Allowed: true, Limits: make([]quotas.LimitState, len(req.Limits)), Quotas: make([]quotas.QuotaState, len(req.Quotas))}, nil
+}
+
+// TestFallbackLateSuccess: a call that was in flight when the shared
+// limiter failed, and succeeds after, does not end the fallback — only the
+// probe after the retry interval does — so a Redis that drops some calls
+// does not switch the mode, and log it, with every request.
+func TestFallbackLateSuccess(t *testing.T) {
+	clock := testclock.New(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+	g := &gated{started: make(chan struct{}), release: make(chan error)}
+	var mu sync.Mutex
+	var changes []bool
+	f := quotas.NewFallback(g, memquota.New(memquota.WithClock(clock.Now)), func() int { return 2 },
+		quotas.WithFallbackClock(clock.Now), quotas.WithRetryInterval(time.Second), quotas.WithSharedTimeout(time.Minute),
+		quotas.WithStateChange(func(down bool) { mu.Lock(); changes = append(changes, down); mu.Unlock() }))
+	req := quotas.Request{Limits: []quotas.Limit{{Name: "l", Key: "k", Limit: 10, Window: time.Second}}}
+	results := make(chan quotas.Result, 3)
+	take := func() {
+		res, err := f.Take(t.Context(), req)
+		if err != nil {
+			t.Error(err)
+		}
+		results <- res
+	}
+	go take() // late: succeeds after the other fails
+	<-g.started
+	go take() // fails
+	<-g.started
+	g.release <- quotas.ErrBackendUnavailable
+	if res := <-results; !res.Fallback {
+		t.Fatal("the failed call did not fall back")
+	}
+	g.release <- nil
+	if res := <-results; res.Fallback {
+		t.Fatal("the late call's shared answer was not used")
+	}
+	if !f.Stats().Down {
+		t.Fatal("a call in flight before the failure ended the fallback")
+	}
+	// The probe after the retry interval ends it.
+	clock.Advance(time.Second)
+	go take()
+	<-g.started
+	g.release <- nil
+	if res := <-results; res.Fallback || f.Stats().Down {
+		t.Fatal("the probe did not end the fallback")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(changes) != 2 || !changes[0] || changes[1] {
+		t.Errorf("state changes %v, want down then up", changes)
 	}
 }
