@@ -42,6 +42,10 @@ const (
 	DefaultLiveMaxAge     = 5 * time.Minute  // while events arrive
 	DefaultDegradedMaxAge = 30 * time.Second // while they may be missed
 	revocationPing        = 10 * time.Second
+	// revocationMaxBackoff caps the wait between two subscriptions, so
+	// events are heard again within seconds of Redis returning: a
+	// subscription attempt costs Redis nothing worth saving.
+	revocationMaxBackoff = 5 * time.Second
 )
 
 // Revocations listens to the identity service's revocation events on
@@ -141,7 +145,7 @@ func (r *Revocations) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		backoff = min(2*backoff, revocationMaxBackoff)
 		if err == nil {
 			backoff = time.Second
 		}
