@@ -46,64 +46,64 @@ func TestCutsAnalysis(t *testing.T) {
 		exact  []bool
 	}{
 		{"ok/fresh-session rule", `fresh if {
-	age := input.s.age
+	age := input.identity.auth_age_seconds
 	is_number(age)
 	age <= data.cfg.max
 	age >= 0 - data.cfg.leeway
 }
 decision := fresh`, []int64{-60, 900}, []bool{true, true}},
-		{"ok/literal comparisons in several rules", `a if input.s.age < 10
-b if { x := input.s.age; y := x; y > 3; not y == 7 }
+		{"ok/literal comparisons in several rules", `a if input.identity.auth_age_seconds < 10
+b if { x := input.identity.auth_age_seconds; y := x; y > 3; not y == 7 }
 decision := [a, b]`, []int64{3, 7, 10}, []bool{true, true, true}},
-		{"ok/a non-integer constant", `decision if input.s.age > data.cfg.half`, []int64{0}, []bool{false}},
-		{"ok/computed constants", `decision if { input.s.age < (data.cfg.max * 2) + 1 }`, []int64{1801}, []bool{true}},
-		{"ok/a comparison as a value", `decision := input.s.age < 5`, []int64{5}, []bool{true}},
-		{"ok/in a comprehension", `decision := count([1 | input.s.age > 2])`, []int64{2}, []bool{true}},
-		{"ok/is_number alone", `decision if is_number(input.s.age)`, []int64{}, []bool{}},
-		{"fail/returned", `decision := input.s.age`, nil, nil},
-		{"fail/bound and returned", `decision := x if { x := input.s.age; x > 1 }`, nil, nil},
-		{"fail/an argument of another function", `decision if abs(input.s.age) < 3`, nil, nil},
-		{"fail/arithmetic on the member", `decision if input.s.age + 1 < 3`, nil, nil},
-		{"fail/compared with another input member", `decision if input.s.age < input.s.max`, nil, nil},
-		{"fail/compared with a string", `decision if input.s.age < data.cfg.name`, nil, nil},
-		{"fail/compared with a member of iterated data", `decision if { some m in data.cfg.list; input.s.age < m }`, nil, nil},
+		{"ok/a non-integer constant", `decision if input.identity.auth_age_seconds > data.cfg.half`, []int64{0}, []bool{false}},
+		{"ok/computed constants", `decision if { input.identity.auth_age_seconds < (data.cfg.max * 2) + 1 }`, []int64{1801}, []bool{true}},
+		{"ok/a comparison as a value", `decision := input.identity.auth_age_seconds < 5`, []int64{5}, []bool{true}},
+		{"ok/in a comprehension", `decision := count([1 | input.identity.auth_age_seconds > 2])`, []int64{2}, []bool{true}},
+		{"ok/is_number alone", `decision if is_number(input.identity.auth_age_seconds)`, []int64{}, []bool{}},
+		{"fail/returned", `decision := input.identity.auth_age_seconds`, nil, nil},
+		{"fail/bound and returned", `decision := x if { x := input.identity.auth_age_seconds; x > 1 }`, nil, nil},
+		{"fail/an argument of another function", `decision if abs(input.identity.auth_age_seconds) < 3`, nil, nil},
+		{"fail/arithmetic on the member", `decision if input.identity.auth_age_seconds + 1 < 3`, nil, nil},
+		{"fail/compared with another input member", `decision if input.identity.auth_age_seconds < input.identity.max`, nil, nil},
+		{"fail/compared with a string", `decision if input.identity.auth_age_seconds < data.cfg.name`, nil, nil},
+		{"fail/compared with a member of iterated data", `decision if { some m in data.cfg.list; input.identity.auth_age_seconds < m }`, nil, nil},
 		{"fail/compared with data a rule defines", `limits := {"max": 3}
-decision if input.s.age < data.mcpauthz.authz.limits.max`, nil, nil},
-		{"fail/compared with data a with replaces", `p if input.s.age < data.cfg.max
+decision if input.identity.auth_age_seconds < data.mcpauthz.authz.limits.max`, nil, nil},
+		{"fail/compared with data a with replaces", `p if input.identity.auth_age_seconds < data.cfg.max
 decision if p with data.cfg.max as 5`, nil, nil},
-		{"ok/replaced with with, which reads nothing", `p if input.s.age < 3
-decision if p with input.s.age as 1`, []int64{3}, []bool{true}},
+		{"ok/replaced with with, which reads nothing", `p if input.identity.auth_age_seconds < 3
+decision if p with input.identity.auth_age_seconds as 1`, []int64{3}, []bool{true}},
 		{"fail/a user function", `f(x) if x < 3
-decision if f(input.s.age)`, nil, nil},
-		{"fail/a variable key", `decision if { some k; input.s[k] < 3 }`, nil, nil},
-		{"fail/the parent read", `decision if { input.s.age < 3; count(input.s) > 1 }`, nil, nil},
-		{"fail/in a rule head", `p[input.s.age] if input.s.age < 3
+decision if f(input.identity.auth_age_seconds)`, nil, nil},
+		{"fail/a variable key", `decision if { some k; input.identity[k] < 3 }`, nil, nil},
+		{"fail/the parent read", `decision if { input.identity.auth_age_seconds < 3; count(input.identity) > 1 }`, nil, nil},
+		{"fail/in a rule head", `p[input.identity.auth_age_seconds] if input.identity.auth_age_seconds < 3
 decision := p`, nil, nil},
-		{"fail/unified with data", `decision if input.s.age = data.cfg.max`, nil, nil},
-		{"fail/bound twice", `decision if { x := input.s.age; x > 3; x = data.cfg.max }`, nil, nil},
-		{"fail/sprintf", `decision := sprintf("%d", [input.s.age]) if input.s.age > 2`, nil, nil},
+		{"fail/unified with data", `decision if input.identity.auth_age_seconds = data.cfg.max`, nil, nil},
+		{"fail/bound twice", `decision if { x := input.identity.auth_age_seconds; x > 3; x = data.cfg.max }`, nil, nil},
+		{"fail/sprintf", `decision := sprintf("%d", [input.identity.auth_age_seconds]) if input.identity.auth_age_seconds > 2`, nil, nil},
 		{"fail/compared with a function's argument", `fresh(max_age) if {
 	not max_age == 0
-	input.s.age <= max_age
+	input.identity.auth_age_seconds <= max_age
 }
 decision if fresh(3600)`, nil, nil},
 		{"fail/compared with a variable bound only in a comprehension", `decision if {
 	[limit] = data.cfg.one
 	count([1 | limit == 0]) >= 0
-	input.s.age <= limit
+	input.identity.auth_age_seconds <= limit
 }`, nil, nil},
 		{"fail/compared with a variable also tested under not", `decision if {
 	limit := data.cfg.max
 	not limit == 0
-	input.s.age <= limit
+	input.identity.auth_age_seconds <= limit
 }`, nil, nil},
-		{"fail/a comparison replaced with with", `fresh if input.s.age <= 900
+		{"fail/a comparison replaced with with", `fresh if input.identity.auth_age_seconds <= 900
 odd(a, _) := a % 2 == 1
 decision if { fresh with lte as odd }`, nil, nil},
-		{"fail/computed from a non-integer, which OPA rounds", `decision if input.s.age <= data.cfg.half * 60`, nil, nil},
+		{"fail/computed from a non-integer, which OPA rounds", `decision if input.identity.auth_age_seconds <= data.cfg.half * 60`, nil, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			floors, exact, found := cutsOf(t, cutsData, "s.age", pkg+tt.module)
+			floors, exact, found := cutsOf(t, cutsData, "identity.auth_age_seconds", pkg+tt.module)
 			if found != (tt.floors != nil) {
 				t.Fatalf("cuts found: %v, want %v (%v %v)", found, tt.floors != nil, floors, exact)
 			}

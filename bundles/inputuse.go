@@ -87,24 +87,39 @@ func analyzeInputUse(c *ast.Compiler, data storage.Store, decision ast.Ref) *Inp
 		a.walk(m)
 	}
 	if data != nil {
-		a.use.eachLeaf(nil, func(path []string, leaf *InputUse) {
-			leaf.cuts = a.cuts(path)
-		})
+		for _, path := range ordinalInput {
+			if leaf := a.use.member(path); leaf != nil {
+				leaf.cuts = a.cuts(path)
+			}
+		}
 	}
 	return a.use
 }
 
-// eachLeaf calls f with every whole member below u that is not the root.
-func (u *InputUse) eachLeaf(path []string, f func([]string, *InputUse)) {
-	if u.whole {
-		if len(path) > 0 {
-			f(path, u)
+// ordinalInput are the input numbers the decision cache may key by their
+// class among the constants a policy compares them with: the integers
+// the sidecar builds that change from one request to the next (the
+// policy package's builder.integer).
+var ordinalInput = [][]string{
+	{"identity", "auth_age_seconds"},
+	{"identity", "session", "age_seconds"},
+}
+
+// member returns the node of the member at path when it is read whole and
+// nothing above it is: nil otherwise.
+func (u *InputUse) member(path []string) *InputUse {
+	for _, k := range path {
+		if u.whole {
+			return nil
 		}
-		return
+		if u = u.children[k]; u == nil {
+			return nil
+		}
 	}
-	for _, k := range u.keys {
-		u.children[k].eachLeaf(append(slices.Clip(path), k), f)
+	if !u.whole {
+		return nil
 	}
+	return u
 }
 
 // replacedData lists the data documents that a `with` in a rule the

@@ -120,7 +120,9 @@ func (b *builder) str(s string) *ast.Term {
 // integer makes the term of the number x, read as use says. In key mode,
 // when the policy only compares x with constants (use.Cuts), it appends the
 // class of x among them instead: numbers of one class get one decision, so
-// a session's decisions stay cached while its age grows.
+// a session's decisions stay cached while its age grows. The analysis
+// looks for cuts only on the members bundles lists as ordinal input; on
+// any other, Cuts is nil and the value itself is keyed.
 func (b *builder) integer(use *bundles.InputUse, x int64) *ast.Term {
 	if b.key == nil {
 		return b.term(ast.Number(strconv.FormatInt(x, 10)))
