@@ -11,6 +11,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/mcpauthz/mcpauthz/bench/loadfile"
+	"github.com/mcpauthz/mcpauthz/internal/freeport"
 )
 
 // target is a server measured: a baseline (no method, no limiter) or
@@ -217,7 +218,7 @@ func (b *bench) drive(srv *server, dataFile string, d time.Duration, metrics boo
 func (b *bench) startTarget(t target) (*server, error) {
 	switch t.name {
 	case "noop", "noop-answer":
-		addr, err := freeAddr()
+		addr, err := freeport.Addr()
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpauthz/mcpauthz/internal/freeport"
 )
 
 // redisServer is a redis-server of the run's own on a free loopback port,
@@ -26,7 +28,7 @@ func startRedis(dir string) (*redisServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis-server: %w", err)
 	}
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}

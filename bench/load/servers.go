@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mcpauthz/mcpauthz/internal/freeport"
 )
 
 // audience is the MCP resource the identity service's tokens are for and
@@ -65,11 +66,11 @@ func (s *server) stop() {
 // waits until it is ready and hears the revocation events, so credentials
 // are trusted from memory for live_max_age from the start.
 func startSidecar(o options, bin, config string) (*server, error) {
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freeAddr()
+	admin, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +168,7 @@ type identityService struct{ *server }
 func (s identityService) issuer() string { return "http://" + s.addr }
 
 func startIdentity(o options, bin, config, store, auditKey, kek, redisURL string) (identityService, error) {
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return identityService{}, err
 	}
@@ -291,13 +292,4 @@ func (c counters) sum(name string, match ...string) float64 {
 		}
 	}
 	return total
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

@@ -16,23 +16,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mcpauthz/mcpauthz/internal/freeport"
 )
 
-// Where the dependencies' binaries are.
-const (
-	redisServer = "/usr/bin/redis-server"
-	pgBin       = "/usr/lib/postgresql/15/bin"
-)
-
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// redisServer is where Debian's package installs the Redis server; the
+// PostgreSQL binaries are found under /usr/lib/postgresql/<version>/bin.
+const redisServer = "/usr/bin/redis-server"
 
 // child is a process the soak started and waits for.
 type child struct {
@@ -117,7 +107,7 @@ type redisProc struct {
 }
 
 func startRedis(ctx context.Context, dir string) (*redisProc, error) {
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
@@ -171,17 +161,20 @@ func redisPing(addr string) error {
 // root, so as root every PostgreSQL command runs as the postgres user
 // (runuser) on a directory that user owns.
 type pgCluster struct {
-	dir, data, port string
-	asUser          []string // the runuser prefix, or nothing
+	bin, dir, data, port string
+	asUser               []string // the runuser prefix, or nothing
 }
 
 func startPostgres(ctx context.Context, dir string) (*pgCluster, error) {
-	addr, err := freeAddr()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(bins) == 0 {
+		return nil, errors.New("PostgreSQL's initdb is not under /usr/lib/postgresql/*/bin")
+	}
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	pg := &pgCluster{dir: dir, data: filepath.Join(dir, "data"), port: port}
+	pg := &pgCluster{bin: filepath.Dir(bins[len(bins)-1]), dir: dir, data: filepath.Join(dir, "data"), port: strconv.Itoa(port)}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -217,7 +210,7 @@ func startPostgres(ctx context.Context, dir string) (*pgCluster, error) {
 
 // run runs a PostgreSQL binary, as the postgres user when needed.
 func (pg *pgCluster) run(ctx context.Context, name string, args ...string) ([]byte, error) {
-	argv := append(append(append([]string{}, pg.asUser...), filepath.Join(pgBin, name)), args...)
+	argv := append(append(append([]string{}, pg.asUser...), filepath.Join(pg.bin, name)), args...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = pg.dir
 	return cmd.CombinedOutput()

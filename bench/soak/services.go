@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/internal/freeport"
 )
 
 // Settings of the services under test that the soak's checks depend on.
@@ -138,16 +140,16 @@ func render(tmpl string, vars map[string]string) string {
 // chosen so that a new signing key takes over during the soak.
 func (s *stack) writeConfigs(signingPeriod time.Duration, logLevel string) error {
 	var err error
-	if s.identityAddr, err = freeAddr(); err != nil {
+	if s.identityAddr, err = freeport.Addr(); err != nil {
 		return err
 	}
-	if s.identityAdm, err = freeAddr(); err != nil {
+	if s.identityAdm, err = freeport.Addr(); err != nil {
 		return err
 	}
-	if s.grpcAddr, err = freeAddr(); err != nil {
+	if s.grpcAddr, err = freeport.Addr(); err != nil {
 		return err
 	}
-	if s.sidecarAdm, err = freeAddr(); err != nil {
+	if s.sidecarAdm, err = freeport.Addr(); err != nil {
 		return err
 	}
 	auditFile, auditKey, err := writeSecret(s.work, "audit.key", 32)

@@ -2,13 +2,14 @@ package testpg
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/mcpauthz/mcpauthz/internal/freeport"
 )
 
 // Server is a PostgreSQL server of a test's own, which it may stop and
@@ -41,12 +42,11 @@ func Private(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{t: t, bin: filepath.Dir(bins[len(bins)-1]), data: filepath.Join(dir, "data"), port: l.Addr().(*net.TCPAddr).Port}
-	l.Close()
+	s := &Server{t: t, bin: filepath.Dir(bins[len(bins)-1]), data: filepath.Join(dir, "data"), port: port}
 	if os.Geteuid() == 0 {
 		pg, err := user.Lookup("postgres")
 		if err != nil {
