@@ -225,12 +225,8 @@ func (w *bundleWatch) run(ctx context.Context, stop <-chan struct{}) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if _, ok := next(ctx, stop, t); !ok {
 			return
-		case <-stop:
-			return
-		case <-t.C:
 		}
 		r, err := w.st.readyz()
 		if err != nil || r.Policy.Revision == "" {

@@ -192,12 +192,8 @@ func churn(ctx context.Context, c *idClient, f *fixture, stop <-chan struct{}) {
 	defer tick.Stop()
 	var made *apiKey
 	for n := 1; ; n++ {
-		select {
-		case <-ctx.Done():
+		if _, ok := next(ctx, stop, tick); !ok {
 			return
-		case <-stop:
-			return
-		case <-tick.C:
 		}
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if made == nil {

@@ -123,20 +123,17 @@ func (g *generator) openLoop(ctx context.Context, rate float64, workers int, sto
 	defer t.Stop()
 	start, sent := time.Now(), 0
 	for {
-		select {
-		case <-ctx.Done():
+		now, ok := next(ctx, stop, t)
+		if !ok {
 			return
-		case <-stop:
-			return
-		case now := <-t.C:
-			for due := int(rate*now.Sub(start).Seconds()) - sent; due > 0; due-- {
-				select {
-				case tickets <- struct{}{}:
-				default:
-					g.skipped.Add(1)
-				}
-				sent++
+		}
+		for due := int(rate*now.Sub(start).Seconds()) - sent; due > 0; due-- {
+			select {
+			case tickets <- struct{}{}:
+			default:
+				g.skipped.Add(1)
 			}
+			sent++
 		}
 	}
 }

@@ -114,12 +114,8 @@ func keepFresh(ctx context.Context, c *idClient, holders []*jwtHolder, stop <-ch
 	t := time.NewTicker(tokenTTL / 3)
 	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if _, ok := next(ctx, stop, t); !ok {
 			return
-		case <-stop:
-			return
-		case <-t.C:
 		}
 		for _, h := range holders {
 			if h.victim != nil {

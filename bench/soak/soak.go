@@ -276,3 +276,16 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
+
+// next waits for the ticker's next tick and returns its time; ok is false
+// once ctx is done or stop is closed.
+func next(ctx context.Context, stop <-chan struct{}, t *time.Ticker) (now time.Time, ok bool) {
+	select {
+	case <-ctx.Done():
+		return time.Time{}, false
+	case <-stop:
+		return time.Time{}, false
+	case now = <-t.C:
+		return now, true
+	}
+}
